@@ -1,0 +1,314 @@
+//! The agent's configuration: raw sources (YAML file, environment, flags) layered in
+//! [`sources`], then checked into a [`Config`] whose types cannot express a contradiction
+//! (pinned *and* unverified, a client certificate without its key).
+
+mod sources;
+
+use std::fmt;
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls_pki_types::{CertificateDer, DnsName, PrivateKeyDer, ServerName};
+
+pub use sources::{ConfigArgs, DEFAULT_CONFIG_PATH};
+
+/// The master's TLS port when TLS is on (the master's own default).
+pub const DEFAULT_TLS_PORT: u16 = 8443;
+/// The master's port when TLS is off.
+pub const DEFAULT_PLAIN_PORT: u16 = 8080;
+
+/// A checked agent configuration.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Host dialed over TCP.
+    pub master_host: Host,
+    /// Port dialed over TCP.
+    pub master_port: u16,
+    /// This agent's ID (default: the hostname).
+    pub agent_id: String,
+    /// The resource pool the agent joins.
+    pub resource_pool: String,
+    /// The master's address as seen from inside task containers, when it differs.
+    pub container_master_host: Option<Host>,
+    /// The master's port as seen from inside task containers, when it differs.
+    pub container_master_port: Option<u16>,
+    /// Consecutive failed reconnects before giving up; 0 means never give up.
+    pub agent_reconnect_attempts: u32,
+    /// Base delay between reconnects.
+    pub agent_reconnect_backoff: Duration,
+    /// TLS settings; `None` when TLS is off.
+    pub tls: Option<TlsConfig>,
+}
+
+impl Config {
+    /// A configuration with every default, for the given master, TLS as given.
+    pub fn new(master_host: Host, tls: Option<TlsConfig>) -> Self {
+        let master_port = if tls.is_some() {
+            DEFAULT_TLS_PORT
+        } else {
+            DEFAULT_PLAIN_PORT
+        };
+        Config {
+            master_host,
+            master_port,
+            agent_id: sources::default_agent_id(),
+            resource_pool: "default".to_owned(),
+            container_master_host: None,
+            container_master_port: None,
+            agent_reconnect_attempts: 0,
+            agent_reconnect_backoff: Duration::from_secs(5),
+            tls,
+        }
+    }
+
+    /// The name the master's certificate is verified against (and sent as SNI when it is
+    /// a DNS name): `master_cert_name` when set, else the dialed host.
+    pub fn server_name(&self) -> ServerName<'static> {
+        match self.tls.as_ref().and_then(|t| t.master_cert_name.as_ref()) {
+            Some(name) => ServerName::DnsName(name.clone()),
+            None => self.master_host.server_name(),
+        }
+    }
+}
+
+/// A master address: a DNS name or an IP literal.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Host {
+    /// A DNS name, checked for syntax.
+    Dns(DnsName<'static>),
+    /// An IPv4 or IPv6 literal.
+    Ip(IpAddr),
+}
+
+impl Host {
+    /// Parses a host as written in configuration: a DNS name, an IP literal, or a
+    /// bracketed IPv6 literal.
+    ///
+    /// # Errors
+    /// A description of the expected form, with a hint for the usual mistakes (a URL, a
+    /// port, whitespace).
+    pub fn parse(text: &str) -> Result<Host, String> {
+        if text.is_empty() {
+            return Err("expected a DNS name or an IP address, got an empty value".to_owned());
+        }
+        if text.contains("://") {
+            return Err("expected a bare host name or IP address, not a URL; drop the scheme and put the port in master_port".to_owned());
+        }
+        let unbracketed = text
+            .strip_prefix('[')
+            .and_then(|t| t.strip_suffix(']'))
+            .unwrap_or(text);
+        if let Ok(ip) = unbracketed.parse::<IpAddr>() {
+            return Ok(Host::Ip(ip));
+        }
+        if let Some((host, port)) = text.rsplit_once(':') {
+            if !host.contains(':') && port.parse::<u16>().is_ok() {
+                return Err(format!(
+                    "expected a host without a port; use {host:?} and put {port} in master_port"
+                ));
+            }
+        }
+        match DnsName::try_from(text.to_owned()) {
+            Ok(name) => Ok(Host::Dns(name)),
+            Err(_) => Err(
+                "expected a DNS name (letters, digits, '-' and '.') or an IP address".to_owned(),
+            ),
+        }
+    }
+
+    /// The name to verify when this host is dialed without `master_cert_name`.
+    pub fn server_name(&self) -> ServerName<'static> {
+        match self {
+            Host::Dns(name) => ServerName::DnsName(name.clone()),
+            Host::Ip(ip) => ServerName::IpAddress((*ip).into()),
+        }
+    }
+}
+
+impl fmt::Display for Host {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Host::Dns(name) => f.write_str(name.as_ref()),
+            Host::Ip(ip) => write!(f, "{ip}"),
+        }
+    }
+}
+
+/// How the agent trusts the master, with the files it needs already loaded.
+#[derive(Clone, Debug)]
+pub struct TlsConfig {
+    /// Which certificates may vouch for the master.
+    pub trust: Trust,
+    /// Name to verify and send as SNI instead of the dialed host.
+    pub master_cert_name: Option<DnsName<'static>>,
+    /// Client certificate and key for mutual TLS.
+    pub client_identity: Option<ClientIdentity>,
+}
+
+impl TlsConfig {
+    /// TLS with the given trust, no name override and no client certificate.
+    pub fn new(trust: Trust) -> Self {
+        TlsConfig {
+            trust,
+            master_cert_name: None,
+            client_identity: None,
+        }
+    }
+}
+
+/// The trust mode. Exactly one applies; the type makes "pinned and unverified" impossible.
+#[derive(Clone, Debug)]
+pub enum Trust {
+    /// The master's chain must lead to a public CA (Mozilla's list) or a CA in the
+    /// host's trust store.
+    PublicRoots,
+    /// The certificates of `master_cert` are the only anchors.
+    Pinned(PinnedCerts),
+    /// Encrypted but unauthenticated: no chain or name check. Handshake signatures are
+    /// still verified.
+    SkipVerify,
+}
+
+impl Trust {
+    /// A short name for tables and logs: `ca`, `pinned` or `skip-verify`.
+    pub fn mode_name(&self) -> &'static str {
+        match self {
+            Trust::PublicRoots => "ca",
+            Trust::Pinned(_) => "pinned",
+            Trust::SkipVerify => "skip-verify",
+        }
+    }
+}
+
+impl fmt::Display for Trust {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Trust::PublicRoots => f.write_str("CA mode (public roots and the host's trust store)"),
+            Trust::Pinned(p) => write!(
+                f,
+                "pinned mode ({} certificate{} from {})",
+                p.certs.len(),
+                if p.certs.len() == 1 { "" } else { "s" },
+                p.path.display()
+            ),
+            Trust::SkipVerify => f.write_str("skip_verify mode (master identity NOT verified)"),
+        }
+    }
+}
+
+/// The certificates from `security.tls.master_cert`, and the file they came from.
+#[derive(Clone, Debug)]
+pub struct PinnedCerts {
+    /// The file, for messages.
+    pub path: PathBuf,
+    /// Its certificates, in file order; never empty.
+    pub certs: Vec<CertificateDer<'static>>,
+}
+
+/// A client certificate chain and its private key, checked to belong together.
+#[derive(Clone)]
+pub struct ClientIdentity {
+    /// The certificate file.
+    pub cert_path: PathBuf,
+    /// The key file.
+    pub key_path: PathBuf,
+    /// The chain, leaf first.
+    pub chain: Vec<CertificateDer<'static>>,
+    key: Arc<PrivateKeyDer<'static>>,
+}
+
+impl ClientIdentity {
+    /// Pairs a chain with its key. Callers outside config should go through
+    /// [`ClientIdentity::load`], which checks that they match.
+    pub(crate) fn new(
+        cert_path: PathBuf,
+        key_path: PathBuf,
+        chain: Vec<CertificateDer<'static>>,
+        key: PrivateKeyDer<'static>,
+    ) -> Self {
+        ClientIdentity {
+            cert_path,
+            key_path,
+            chain,
+            key: Arc::new(key),
+        }
+    }
+
+    /// Loads and checks a client certificate and key.
+    ///
+    /// # Errors
+    /// Either file cannot be used, or the key does not belong to the certificate.
+    pub fn load(
+        cert_path: &std::path::Path,
+        key_path: &std::path::Path,
+    ) -> Result<Self, crate::ConfigError> {
+        sources::load_client_identity(
+            cert_path,
+            key_path,
+            crate::error::Origin::Api,
+            crate::error::Origin::Api,
+        )
+    }
+
+    /// A copy of the private key.
+    pub fn key(&self) -> PrivateKeyDer<'static> {
+        self.key.clone_key()
+    }
+}
+
+impl fmt::Debug for ClientIdentity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientIdentity")
+            .field("cert_path", &self.cert_path)
+            .field("key_path", &self.key_path)
+            .field("chain_len", &self.chain.len())
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_parse_with_helpful_errors() {
+        assert_eq!(
+            Host::parse("10.0.0.5").unwrap(),
+            Host::Ip("10.0.0.5".parse().unwrap())
+        );
+        assert_eq!(
+            Host::parse("[::1]").unwrap(),
+            Host::Ip("::1".parse().unwrap())
+        );
+        assert_eq!(
+            Host::parse("fe80::1").unwrap(),
+            Host::Ip("fe80::1".parse().unwrap())
+        );
+        assert!(matches!(
+            Host::parse("master.example.com").unwrap(),
+            Host::Dns(_)
+        ));
+        assert!(Host::parse("https://m.example.com")
+            .unwrap_err()
+            .contains("not a URL"));
+        assert!(Host::parse("m.example.com:8443")
+            .unwrap_err()
+            .contains("put 8443 in master_port"));
+        assert!(Host::parse("bad host").is_err());
+        assert!(Host::parse("").is_err());
+    }
+
+    #[test]
+    fn name_override_wins_over_dialed_ip() {
+        let mut tls = TlsConfig::new(Trust::PublicRoots);
+        tls.master_cert_name = Some(DnsName::try_from("master.example.com").unwrap().to_owned());
+        let cfg = Config::new(Host::parse("10.0.0.5").unwrap(), Some(tls));
+        assert_eq!(
+            cfg.server_name(),
+            ServerName::try_from("master.example.com").unwrap()
+        );
+        assert_eq!(cfg.master_port, DEFAULT_TLS_PORT);
+    }
+}

@@ -1,0 +1,938 @@
+//! Raw configuration as the operator typed it (YAML file, environment variables, flags),
+//! and the one function that layers and checks it: flag > environment > file > default.
+//!
+//! Environment variables are read through a function the caller passes in, so tests can
+//! supply their own without touching the process environment.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use rustls_pki_types::DnsName;
+use serde::Deserialize;
+
+use super::{
+    ClientIdentity, Config, Host, PinnedCerts, TlsConfig, Trust, DEFAULT_PLAIN_PORT,
+    DEFAULT_TLS_PORT,
+};
+use crate::error::{ConfigError, Origin};
+use crate::pem;
+
+/// Read when `--config` is not given and the file exists.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/determined/agent.yaml";
+
+/// Longest reconnect backoff accepted, so a typo cannot park an agent for a year.
+const MAX_BACKOFF_SECS: f64 = 3600.0;
+
+/// `agent.yaml`, as written. Unknown keys are rejected by the parser, which names them
+/// with their line.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    master_host: Option<String>,
+    master_port: Option<u16>,
+    agent_id: Option<String>,
+    resource_pool: Option<String>,
+    container_master_host: Option<String>,
+    container_master_port: Option<u16>,
+    agent_reconnect_attempts: Option<u32>,
+    agent_reconnect_backoff: Option<f64>,
+    security: Option<FileSecurity>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileSecurity {
+    tls: Option<FileTls>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileTls {
+    enabled: Option<bool>,
+    skip_verify: Option<bool>,
+    master_cert: Option<PathBuf>,
+    master_cert_name: Option<String>,
+    client_cert: Option<PathBuf>,
+    client_key: Option<PathBuf>,
+}
+
+/// Every configuration option as a flag. Each also reads the environment variable named
+/// in its help; flags win over the environment, which wins over the file.
+#[derive(clap::Args, Debug, Default, Clone)]
+pub struct ConfigArgs {
+    /// Agent configuration file [default: /etc/determined/agent.yaml when it exists]
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Master host name or IP address to dial [env: DET_MASTER_HOST]
+    #[arg(long, value_name = "HOST")]
+    pub master_host: Option<String>,
+    /// Master port [default: 8443 with TLS, 8080 without] [env: DET_MASTER_PORT]
+    #[arg(long, value_name = "PORT")]
+    pub master_port: Option<String>,
+    /// Agent ID [default: the hostname] [env: DET_AGENT_ID]
+    #[arg(long, value_name = "ID")]
+    pub agent_id: Option<String>,
+    /// Resource pool to join [default: default] [env: DET_RESOURCE_POOL]
+    #[arg(long, value_name = "POOL")]
+    pub resource_pool: Option<String>,
+    /// Master host as seen from task containers [env: DET_CONTAINER_MASTER_HOST]
+    #[arg(long, value_name = "HOST")]
+    pub container_master_host: Option<String>,
+    /// Master port as seen from task containers [env: DET_CONTAINER_MASTER_PORT]
+    #[arg(long, value_name = "PORT")]
+    pub container_master_port: Option<String>,
+    /// Consecutive failed reconnects before exiting; 0 = keep trying [default: 0] [env: DET_AGENT_RECONNECT_ATTEMPTS]
+    #[arg(long, value_name = "N")]
+    pub agent_reconnect_attempts: Option<String>,
+    /// Base reconnect delay in seconds [default: 5] [env: DET_AGENT_RECONNECT_BACKOFF]
+    #[arg(long, value_name = "SECONDS")]
+    pub agent_reconnect_backoff: Option<String>,
+    /// Use TLS to reach the master [default: false] [env: DET_SECURITY_TLS_ENABLED]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub security_tls_enabled: Option<String>,
+    /// Encrypt but do not verify the master's identity [default: false] [env: DET_SECURITY_TLS_SKIP_VERIFY]
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
+    pub security_tls_skip_verify: Option<String>,
+    /// File with the master's certificate or its chain: the only trust anchors [env: DET_SECURITY_TLS_MASTER_CERT]
+    #[arg(long, value_name = "FILE")]
+    pub security_tls_master_cert: Option<String>,
+    /// DNS name to verify (and send as SNI) instead of the dialed host [env: DET_SECURITY_TLS_MASTER_CERT_NAME]
+    #[arg(long, value_name = "NAME")]
+    pub security_tls_master_cert_name: Option<String>,
+    /// Client certificate for mutual TLS [env: DET_SECURITY_TLS_CLIENT_CERT]
+    #[arg(long, value_name = "FILE")]
+    pub security_tls_client_cert: Option<String>,
+    /// Private key of the client certificate [env: DET_SECURITY_TLS_CLIENT_KEY]
+    #[arg(long, value_name = "FILE")]
+    pub security_tls_client_key: Option<String>,
+}
+
+/// One option's three names.
+struct Opt {
+    key: &'static str,
+    flag: &'static str,
+    env: &'static str,
+}
+
+macro_rules! opt {
+    ($name:ident, $key:literal, $flag:literal, $env:literal) => {
+        const $name: Opt = Opt {
+            key: $key,
+            flag: $flag,
+            env: $env,
+        };
+    };
+}
+opt!(
+    MASTER_HOST,
+    "master_host",
+    "--master-host",
+    "DET_MASTER_HOST"
+);
+opt!(
+    MASTER_PORT,
+    "master_port",
+    "--master-port",
+    "DET_MASTER_PORT"
+);
+opt!(AGENT_ID, "agent_id", "--agent-id", "DET_AGENT_ID");
+opt!(
+    RESOURCE_POOL,
+    "resource_pool",
+    "--resource-pool",
+    "DET_RESOURCE_POOL"
+);
+opt!(
+    CONTAINER_HOST,
+    "container_master_host",
+    "--container-master-host",
+    "DET_CONTAINER_MASTER_HOST"
+);
+opt!(
+    CONTAINER_PORT,
+    "container_master_port",
+    "--container-master-port",
+    "DET_CONTAINER_MASTER_PORT"
+);
+opt!(
+    ATTEMPTS,
+    "agent_reconnect_attempts",
+    "--agent-reconnect-attempts",
+    "DET_AGENT_RECONNECT_ATTEMPTS"
+);
+opt!(
+    BACKOFF,
+    "agent_reconnect_backoff",
+    "--agent-reconnect-backoff",
+    "DET_AGENT_RECONNECT_BACKOFF"
+);
+opt!(
+    TLS_ENABLED,
+    "security.tls.enabled",
+    "--security-tls-enabled",
+    "DET_SECURITY_TLS_ENABLED"
+);
+opt!(
+    SKIP_VERIFY,
+    "security.tls.skip_verify",
+    "--security-tls-skip-verify",
+    "DET_SECURITY_TLS_SKIP_VERIFY"
+);
+opt!(
+    MASTER_CERT,
+    "security.tls.master_cert",
+    "--security-tls-master-cert",
+    "DET_SECURITY_TLS_MASTER_CERT"
+);
+opt!(
+    CERT_NAME,
+    "security.tls.master_cert_name",
+    "--security-tls-master-cert-name",
+    "DET_SECURITY_TLS_MASTER_CERT_NAME"
+);
+opt!(
+    CLIENT_CERT,
+    "security.tls.client_cert",
+    "--security-tls-client-cert",
+    "DET_SECURITY_TLS_CLIENT_CERT"
+);
+opt!(
+    CLIENT_KEY,
+    "security.tls.client_key",
+    "--security-tls-client-key",
+    "DET_SECURITY_TLS_CLIENT_KEY"
+);
+
+/// A value and where it came from.
+struct Setting<T> {
+    value: T,
+    origin: Origin,
+}
+
+impl ConfigArgs {
+    /// Loads the configuration file (the `--config` one, else the default path when it
+    /// exists), layers environment and flags over it, and checks the result.
+    ///
+    /// `env` looks up an environment variable; pass `|k| std::env::var(k).ok()` in a
+    /// program. Empty variables count as unset.
+    ///
+    /// # Errors
+    /// Any [`ConfigError`]: the file is unreadable or malformed, a value has the wrong
+    /// form, options contradict each other, or a certificate or key file cannot be used.
+    pub fn load(&self, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let path = match &self.config {
+            Some(path) => Some(path.clone()),
+            None => Some(PathBuf::from(DEFAULT_CONFIG_PATH)).filter(|p| p.exists()),
+        };
+        let file = match &path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.clone(),
+                    source,
+                })?;
+                parse_file(&text, path)?
+            }
+            None => FileConfig::default(),
+        };
+        Resolver {
+            args: self,
+            env,
+            file_path: path.as_deref(),
+        }
+        .resolve(file)
+    }
+}
+
+fn parse_file(text: &str, path: &Path) -> Result<FileConfig, ConfigError> {
+    // An empty file, or one holding only comments, is an empty configuration.
+    let parsed: Option<FileConfig> =
+        serde_norway::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+    Ok(parsed.unwrap_or_default())
+}
+
+struct Resolver<'a> {
+    args: &'a ConfigArgs,
+    env: &'a dyn Fn(&str) -> Option<String>,
+    file_path: Option<&'a Path>,
+}
+
+impl Resolver<'_> {
+    /// Picks the highest-precedence value of one option and parses it.
+    fn pick<T>(
+        &self,
+        opt: &Opt,
+        flag: &Option<String>,
+        file: Option<T>,
+        parse: impl Fn(&str) -> Result<T, String>,
+    ) -> Result<Option<Setting<T>>, ConfigError> {
+        let text = match (flag, (self.env)(opt.env).filter(|v| !v.is_empty())) {
+            (Some(v), _) => Some((v.clone(), Origin::Flag(opt.flag))),
+            (None, Some(v)) => Some((v, Origin::Env(opt.env))),
+            (None, None) => None,
+        };
+        match text {
+            Some((value, origin)) => match parse(&value) {
+                Ok(v) => Ok(Some(Setting { value: v, origin })),
+                Err(expected) => Err(ConfigError::Invalid {
+                    option: opt.key,
+                    origin,
+                    value,
+                    expected,
+                }),
+            },
+            None => Ok(file.map(|value| Setting {
+                value,
+                origin: self.file_origin(),
+            })),
+        }
+    }
+
+    fn file_origin(&self) -> Origin {
+        Origin::File(self.file_path.map(Path::to_owned).unwrap_or_default())
+    }
+
+    /// A path from the file is relative to the file's folder; one from a flag or the
+    /// environment is relative to the working directory.
+    fn file_relative(&self, path: PathBuf) -> PathBuf {
+        match self.file_path.and_then(Path::parent) {
+            Some(dir) if path.is_relative() => dir.join(path),
+            _ => path,
+        }
+    }
+
+    fn resolve(&self, file: FileConfig) -> Result<Config, ConfigError> {
+        let a = self.args;
+        let ftls = file.security.and_then(|s| s.tls).unwrap_or_default();
+
+        // Plain strings the file gives are checked like the others.
+        let host_from_file = |v: Option<String>, opt: &Opt| -> Result<Option<Host>, ConfigError> {
+            v.map(|text| {
+                Host::parse(&text).map_err(|expected| ConfigError::Invalid {
+                    option: opt.key,
+                    origin: self.file_origin(),
+                    value: text,
+                    expected,
+                })
+            })
+            .transpose()
+        };
+        let master_host = self
+            .pick(
+                &MASTER_HOST,
+                &a.master_host,
+                host_from_file(file.master_host, &MASTER_HOST)?,
+                Host::parse,
+            )?
+            .ok_or(ConfigError::Missing {
+                option: MASTER_HOST.key,
+                flag: MASTER_HOST.flag,
+                env: MASTER_HOST.env,
+            })?;
+        let master_port = self.pick(&MASTER_PORT, &a.master_port, file.master_port, parse_port)?;
+        let agent_id = self.pick(&AGENT_ID, &a.agent_id, file.agent_id, parse_label)?;
+        let resource_pool = self.pick(
+            &RESOURCE_POOL,
+            &a.resource_pool,
+            file.resource_pool,
+            parse_label,
+        )?;
+        let container_master_host = self.pick(
+            &CONTAINER_HOST,
+            &a.container_master_host,
+            host_from_file(file.container_master_host, &CONTAINER_HOST)?,
+            Host::parse,
+        )?;
+        let container_master_port = self.pick(
+            &CONTAINER_PORT,
+            &a.container_master_port,
+            file.container_master_port,
+            parse_port,
+        )?;
+        let attempts = self.pick(
+            &ATTEMPTS,
+            &a.agent_reconnect_attempts,
+            file.agent_reconnect_attempts,
+            |s| {
+                s.parse::<u32>()
+                    .map_err(|_| "expected a whole number of attempts (0 = keep trying)".to_owned())
+            },
+        )?;
+        let backoff = self.pick(
+            &BACKOFF,
+            &a.agent_reconnect_backoff,
+            file.agent_reconnect_backoff,
+            |s| {
+                s.parse::<f64>()
+                    .map_err(|_| "expected a number of seconds".to_owned())
+            },
+        )?;
+        let backoff = match backoff {
+            Some(s) => check_backoff(s)?,
+            None => Duration::from_secs(5),
+        };
+
+        let enabled = self.pick(
+            &TLS_ENABLED,
+            &a.security_tls_enabled,
+            ftls.enabled,
+            parse_bool,
+        )?;
+        let skip_verify = self.pick(
+            &SKIP_VERIFY,
+            &a.security_tls_skip_verify,
+            ftls.skip_verify,
+            parse_bool,
+        )?;
+        let master_cert = self.pick(
+            &MASTER_CERT,
+            &a.security_tls_master_cert,
+            ftls.master_cert.map(|p| self.file_relative(p)),
+            parse_path,
+        )?;
+        let cert_name = self.pick(
+            &CERT_NAME,
+            &a.security_tls_master_cert_name,
+            ftls.master_cert_name,
+            |s| Ok(s.to_owned()),
+        )?;
+        let client_cert = self.pick(
+            &CLIENT_CERT,
+            &a.security_tls_client_cert,
+            ftls.client_cert.map(|p| self.file_relative(p)),
+            parse_path,
+        )?;
+        let client_key = self.pick(
+            &CLIENT_KEY,
+            &a.security_tls_client_key,
+            ftls.client_key.map(|p| self.file_relative(p)),
+            parse_path,
+        )?;
+
+        let tls_on = enabled.as_ref().is_some_and(|s| s.value);
+        let tls = if tls_on {
+            Some(tls_config(
+                skip_verify,
+                master_cert,
+                cert_name,
+                client_cert,
+                client_key,
+            )?)
+        } else {
+            let mut set = Vec::new();
+            if skip_verify.as_ref().is_some_and(|s| s.value) {
+                set.push(SKIP_VERIFY.key.to_owned());
+            }
+            for (opt, present) in [
+                (&MASTER_CERT, master_cert.is_some()),
+                (&CERT_NAME, cert_name.is_some()),
+                (&CLIENT_CERT, client_cert.is_some()),
+                (&CLIENT_KEY, client_key.is_some()),
+            ] {
+                if present {
+                    set.push(opt.key.to_owned());
+                }
+            }
+            if !set.is_empty() {
+                let origin = enabled.map(|s| s.origin).unwrap_or(Origin::Default);
+                return Err(ConfigError::TlsOptionsWithoutTls {
+                    origin,
+                    options: set,
+                });
+            }
+            None
+        };
+
+        let default_port = if tls.is_some() {
+            DEFAULT_TLS_PORT
+        } else {
+            DEFAULT_PLAIN_PORT
+        };
+        Ok(Config {
+            master_host: master_host.value,
+            master_port: master_port.map_or(default_port, |s| s.value),
+            agent_id: agent_id.map_or_else(default_agent_id, |s| s.value),
+            resource_pool: resource_pool.map_or_else(|| "default".to_owned(), |s| s.value),
+            container_master_host: container_master_host.map(|s| s.value),
+            container_master_port: container_master_port.map(|s| s.value),
+            agent_reconnect_attempts: attempts.map_or(0, |s| s.value),
+            agent_reconnect_backoff: backoff,
+            tls,
+        })
+    }
+}
+
+fn tls_config(
+    skip_verify: Option<Setting<bool>>,
+    master_cert: Option<Setting<PathBuf>>,
+    cert_name: Option<Setting<String>>,
+    client_cert: Option<Setting<PathBuf>>,
+    client_key: Option<Setting<PathBuf>>,
+) -> Result<TlsConfig, ConfigError> {
+    let skip = skip_verify.filter(|s| s.value);
+    if let (Some(cert), Some(skip)) = (&master_cert, &skip) {
+        return Err(ConfigError::Conflict {
+            first: MASTER_CERT.key,
+            first_origin: cert.origin.clone(),
+            second: SKIP_VERIFY.key,
+            second_origin: skip.origin.clone(),
+            fix: "a pinned certificate is pointless when verification is off; remove skip_verify to verify against master_cert (recommended), or remove master_cert",
+        });
+    }
+    let master_cert_name = cert_name.map(check_cert_name).transpose()?;
+    let client_identity = match (client_cert, client_key) {
+        (None, None) => None,
+        (Some(cert), None) => {
+            return Err(ConfigError::HalfPair {
+                present: CLIENT_CERT.key,
+                origin: cert.origin,
+                missing: CLIENT_KEY.key,
+            })
+        }
+        (None, Some(key)) => {
+            return Err(ConfigError::HalfPair {
+                present: CLIENT_KEY.key,
+                origin: key.origin,
+                missing: CLIENT_CERT.key,
+            })
+        }
+        (Some(cert), Some(key)) => Some(load_client_identity(
+            &cert.value,
+            &key.value,
+            cert.origin,
+            key.origin,
+        )?),
+    };
+    let trust = match (master_cert, skip) {
+        (Some(cert), _) => {
+            let certs = pem::load_certs(&cert.value).map_err(|error| ConfigError::File {
+                option: MASTER_CERT.key,
+                origin: cert.origin,
+                error,
+            })?;
+            Trust::Pinned(PinnedCerts {
+                path: cert.value,
+                certs,
+            })
+        }
+        (None, Some(_)) => Trust::SkipVerify,
+        (None, None) => Trust::PublicRoots,
+    };
+    Ok(TlsConfig {
+        trust,
+        master_cert_name,
+        client_identity,
+    })
+}
+
+/// Loads a client certificate and key and checks that the key belongs to the certificate.
+pub(super) fn load_client_identity(
+    cert_path: &Path,
+    key_path: &Path,
+    cert_origin: Origin,
+    key_origin: Origin,
+) -> Result<ClientIdentity, ConfigError> {
+    let chain = pem::load_certs(cert_path).map_err(|error| ConfigError::File {
+        option: CLIENT_CERT.key,
+        origin: cert_origin,
+        error,
+    })?;
+    let key = pem::load_private_key(key_path).map_err(|error| ConfigError::File {
+        option: CLIENT_KEY.key,
+        origin: key_origin,
+        error,
+    })?;
+    let provider = crate::tls::provider();
+    let mismatch = |detail: String| ConfigError::ClientKeyMismatch {
+        cert: cert_path.to_owned(),
+        key: key_path.to_owned(),
+        detail,
+    };
+    let signing_key = provider
+        .key_provider
+        .load_private_key(key.clone_key())
+        .map_err(|e| mismatch(format!("the key cannot be used: {e}")))?;
+    let certified = rustls::sign::CertifiedKey::new(chain.clone(), signing_key);
+    match certified.keys_match() {
+        Ok(()) => {}
+        Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::KeyMismatch)) => {
+            return Err(mismatch("they are different key pairs".to_owned()));
+        }
+        Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => {}
+        Err(e) => return Err(mismatch(e.to_string())),
+    }
+    Ok(ClientIdentity::new(
+        cert_path.to_owned(),
+        key_path.to_owned(),
+        chain,
+        key,
+    ))
+}
+
+fn check_cert_name(name: Setting<String>) -> Result<DnsName<'static>, ConfigError> {
+    let invalid = |expected: &str| ConfigError::Invalid {
+        option: CERT_NAME.key,
+        origin: name.origin.clone(),
+        value: name.value.clone(),
+        expected: expected.to_owned(),
+    };
+    let text = name
+        .value
+        .strip_prefix('[')
+        .and_then(|t| t.strip_suffix(']'))
+        .unwrap_or(&name.value);
+    if text.parse::<std::net::IpAddr>().is_ok() {
+        return Err(invalid(
+            "it is an IP address, but master_cert_name must be a DNS name that the master's certificate carries; \
+             to verify the master by IP instead, remove master_cert_name and put that IP in master_host",
+        ));
+    }
+    if text.contains('*') {
+        return Err(invalid("a wildcard cannot be verified; use the concrete name the master is known by, e.g. master.example.com for *.example.com"));
+    }
+    DnsName::try_from(name.value.clone())
+        .map_err(|_| invalid("expected a DNS name such as master.example.com"))
+}
+
+fn check_backoff(s: Setting<f64>) -> Result<Duration, ConfigError> {
+    if s.value.is_finite() && (0.0..=MAX_BACKOFF_SECS).contains(&s.value) {
+        Ok(Duration::from_secs_f64(s.value))
+    } else {
+        Err(ConfigError::Invalid {
+            option: BACKOFF.key,
+            origin: s.origin,
+            value: s.value.to_string(),
+            expected: format!("expected a number of seconds from 0 to {MAX_BACKOFF_SECS}"),
+        })
+    }
+}
+
+fn parse_port(s: &str) -> Result<u16, String> {
+    match s.parse::<u16>() {
+        Ok(0) | Err(_) => Err("expected a TCP port from 1 to 65535".to_owned()),
+        Ok(port) => Ok(port),
+    }
+}
+
+fn parse_bool(s: &str) -> Result<bool, String> {
+    match s.to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err("expected true or false".to_owned()),
+    }
+}
+
+fn parse_path(s: &str) -> Result<PathBuf, String> {
+    Ok(PathBuf::from(s))
+}
+
+/// Agent IDs and pool names travel in the websocket URL and in logs: no control
+/// characters, no surrounding whitespace, not empty.
+fn parse_label(s: &str) -> Result<String, String> {
+    if s.is_empty() || s.trim() != s || s.chars().any(char::is_control) {
+        Err("expected a non-empty name without control characters or surrounding spaces".to_owned())
+    } else {
+        Ok(s.to_owned())
+    }
+}
+
+/// The hostname, as Determined uses it for the default agent ID.
+pub(super) fn default_agent_id() -> String {
+    let name = gethostname::gethostname().to_string_lossy().into_owned();
+    if name.is_empty() {
+        "det-agent".to_owned()
+    } else {
+        name
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn pki(name: &str) -> String {
+        format!("{}/fixtures/pki/{name}", env!("CARGO_MANIFEST_DIR"))
+    }
+
+    fn resolve(yaml: &str, args: ConfigArgs, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let env: HashMap<String, String> = env
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let lookup = move |k: &str| env.get(k).cloned();
+        let path = Path::new("/etc/determined/agent.yaml");
+        let file = parse_file(yaml, path)?;
+        Resolver {
+            args: &args,
+            env: &lookup,
+            file_path: Some(path),
+        }
+        .resolve(file)
+    }
+
+    #[test]
+    fn defaults_follow_the_master() {
+        let plain = resolve("master_host: m.example.com\n", ConfigArgs::default(), &[]).unwrap();
+        assert_eq!(plain.master_port, 8080);
+        assert!(plain.tls.is_none());
+        assert_eq!(plain.resource_pool, "default");
+        assert_eq!(plain.agent_id, default_agent_id());
+        assert_eq!(plain.agent_reconnect_attempts, 0);
+        assert_eq!(plain.agent_reconnect_backoff, Duration::from_secs(5));
+        let tls = resolve(
+            "master_host: m.example.com\nsecurity:\n  tls:\n    enabled: true\n",
+            ConfigArgs::default(),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(tls.master_port, 8443);
+        assert!(matches!(tls.tls.unwrap().trust, Trust::PublicRoots));
+    }
+
+    #[test]
+    fn flag_beats_env_beats_file() {
+        let yaml = "master_host: file.example.com\nmaster_port: 1111\nagent_id: from-file\n";
+        let env = [
+            ("DET_MASTER_HOST", "env.example.com"),
+            ("DET_MASTER_PORT", "2222"),
+        ];
+        let args = ConfigArgs {
+            master_host: Some("flag.example.com".into()),
+            ..Default::default()
+        };
+        let cfg = resolve(yaml, args, &env).unwrap();
+        assert_eq!(cfg.master_host.to_string(), "flag.example.com");
+        assert_eq!(cfg.master_port, 2222);
+        assert_eq!(cfg.agent_id, "from-file");
+    }
+
+    #[test]
+    fn empty_env_counts_as_unset() {
+        let cfg = resolve(
+            "master_host: file.example.com\n",
+            ConfigArgs::default(),
+            &[("DET_MASTER_HOST", "")],
+        )
+        .unwrap();
+        assert_eq!(cfg.master_host.to_string(), "file.example.com");
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_its_line() {
+        let err = resolve(
+            "master_host: m\nsecurity:\n  tls:\n    enabled: true\n    verify_name: x\n",
+            ConfigArgs::default(),
+            &[],
+        )
+        .unwrap_err();
+        let msg = err.to_string();
+        assert!(
+            msg.contains("verify_name") && msg.contains("line 5"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn missing_host_says_every_way_to_set_it() {
+        let msg = resolve("", ConfigArgs::default(), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("--master-host") && msg.contains("DET_MASTER_HOST"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn bad_env_value_names_the_variable() {
+        let msg = resolve(
+            "master_host: m\n",
+            ConfigArgs::default(),
+            &[("DET_MASTER_PORT", "http")],
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            msg.contains("master_port")
+                && msg.contains("$DET_MASTER_PORT")
+                && msg.contains("\"http\""),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn pinned_and_skip_verify_conflict() {
+        let yaml = format!(
+            "master_host: m\nsecurity:\n  tls:\n    enabled: true\n    master_cert: {}\n",
+            pki("root-ca.pem")
+        );
+        let env = [("DET_SECURITY_TLS_SKIP_VERIFY", "true")];
+        let msg = resolve(&yaml, ConfigArgs::default(), &env)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("cannot be used together")
+                && msg.contains("$DET_SECURITY_TLS_SKIP_VERIFY"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn half_client_pair_is_refused_both_ways() {
+        let base = "master_host: m\nsecurity:\n  tls:\n    enabled: true\n";
+        let cert_only = format!("{base}    client_cert: {}\n", pki("client.pem"));
+        let msg = resolve(&cert_only, ConfigArgs::default(), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("security.tls.client_cert is set") && msg.contains("client_key is not"),
+            "{msg}"
+        );
+        let key_only = format!("{base}    client_key: {}\n", pki("client.key"));
+        let msg = resolve(&key_only, ConfigArgs::default(), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("security.tls.client_key is set"), "{msg}");
+    }
+
+    #[test]
+    fn tls_options_without_tls_are_refused() {
+        let yaml = "master_host: m\nsecurity:\n  tls:\n    master_cert_name: m.example.com\n    skip_verify: true\n";
+        let msg = resolve(yaml, ConfigArgs::default(), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("security.tls.skip_verify, security.tls.master_cert_name are set"),
+            "{msg}"
+        );
+        // skip_verify: false does nothing and is not an error.
+        assert!(resolve(
+            "master_host: m\nsecurity:\n  tls:\n    skip_verify: false\n",
+            ConfigArgs::default(),
+            &[]
+        )
+        .is_ok());
+    }
+
+    #[test]
+    fn master_cert_problems_name_the_option_and_file() {
+        let base = "master_host: m\nsecurity:\n  tls:\n    enabled: true\n";
+        for (file, needle) in [
+            ("does-not-exist.pem", "no such file"),
+            ("master.key", "holds a private key but no certificate"),
+        ] {
+            let msg = resolve(
+                &format!("{base}    master_cert: {}\n", pki(file)),
+                ConfigArgs::default(),
+                &[],
+            )
+            .unwrap_err()
+            .to_string();
+            assert!(
+                msg.starts_with("security.tls.master_cert (set in /etc/determined/agent.yaml)")
+                    && msg.contains(file)
+                    && msg.contains(needle),
+                "{msg}"
+            );
+        }
+    }
+
+    #[test]
+    fn relative_paths_in_the_file_follow_the_file() {
+        let r = Resolver {
+            args: &ConfigArgs::default(),
+            env: &|_| None,
+            file_path: Some(Path::new("/etc/determined/agent.yaml")),
+        };
+        assert_eq!(
+            r.file_relative("master.crt".into()),
+            PathBuf::from("/etc/determined/master.crt")
+        );
+        assert_eq!(
+            r.file_relative("/abs/master.crt".into()),
+            PathBuf::from("/abs/master.crt")
+        );
+    }
+
+    #[test]
+    fn cert_name_must_be_a_dns_name() {
+        let base =
+            "master_host: 10.0.0.5\nsecurity:\n  tls:\n    enabled: true\n    master_cert_name: ";
+        for (value, needle) in [
+            ("10.0.0.6", "is an IP address"),
+            ("\"*.example.com\"", "wildcard"),
+            ("\"bad name\"", "expected a DNS name"),
+        ] {
+            let msg = resolve(&format!("{base}{value}\n"), ConfigArgs::default(), &[])
+                .unwrap_err()
+                .to_string();
+            assert!(
+                msg.contains("security.tls.master_cert_name") && msg.contains(needle),
+                "{msg}"
+            );
+        }
+    }
+
+    #[test]
+    fn client_key_must_match_client_cert() {
+        let yaml = format!(
+            "master_host: m\nsecurity:\n  tls:\n    enabled: true\n    client_cert: {}\n    client_key: {}\n",
+            pki("client.pem"),
+            pki("unrelated.key")
+        );
+        let msg = resolve(&yaml, ConfigArgs::default(), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            msg.contains("does not match") && msg.contains("unrelated.key"),
+            "{msg}"
+        );
+        let good = yaml.replace("unrelated.key", "client.key");
+        assert!(resolve(&good, ConfigArgs::default(), &[])
+            .unwrap()
+            .tls
+            .unwrap()
+            .client_identity
+            .is_some());
+    }
+
+    #[test]
+    fn bool_flags_accept_common_spellings() {
+        for (text, want) in [
+            ("true", true),
+            ("YES", true),
+            ("1", true),
+            ("off", false),
+            ("False", false),
+        ] {
+            assert_eq!(parse_bool(text), Ok(want));
+        }
+        assert!(parse_bool("maybe").is_err());
+    }
+
+    #[test]
+    fn backoff_is_bounded() {
+        assert!(resolve(
+            "master_host: m\nagent_reconnect_backoff: -1\n",
+            ConfigArgs::default(),
+            &[]
+        )
+        .is_err());
+        let cfg = resolve(
+            "master_host: m\nagent_reconnect_backoff: 2.5\n",
+            ConfigArgs::default(),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(cfg.agent_reconnect_backoff, Duration::from_millis(2500));
+    }
+
+    #[test]
+    fn empty_or_comment_only_file_is_empty_config() {
+        assert!(parse_file("", Path::new("a.yaml")).is_ok());
+        assert!(parse_file("# nothing here\n", Path::new("a.yaml")).is_ok());
+    }
+}

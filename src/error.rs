@@ -1,0 +1,165 @@
+//! Errors a user can cause before any byte goes over the network: configuration and the
+//! certificate and key files it names.
+//!
+//! Every message names what was wrong (the option, where its value came from, the file),
+//! what was found, and how to fix it. Causes are written into the message rather than
+//! chained through `source()`, so a printed error never repeats itself.
+
+use std::fmt;
+use std::path::PathBuf;
+
+/// Where a configuration value came from, so an error can point at the right place.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// Built-in default.
+    Default,
+    /// The YAML configuration file.
+    File(PathBuf),
+    /// An environment variable.
+    Env(&'static str),
+    /// A command-line flag.
+    Flag(&'static str),
+    /// Set by code using the library (the demo, tests).
+    Api,
+}
+
+impl fmt::Display for Origin {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Origin::Default => f.write_str("default"),
+            Origin::File(p) => write!(f, "set in {}", p.display()),
+            Origin::Env(name) => write!(f, "set by ${name}"),
+            Origin::Flag(flag) => write!(f, "set by {flag}"),
+            Origin::Api => f.write_str("set by the caller"),
+        }
+    }
+}
+
+/// A certificate or key file that could not be used.
+#[derive(Debug, thiserror::Error)]
+#[allow(missing_docs)] // Variants are documented; their fields (path, option, origin, …) name themselves.
+#[non_exhaustive]
+pub enum PemError {
+    /// The file does not exist.
+    #[error("{}: no such file", path.display())]
+    NotFound { path: PathBuf },
+    /// The file exists but could not be read.
+    #[error("{}: cannot read: {source}", path.display())]
+    Unreadable {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The file has no content.
+    #[error("{}: the file is empty", path.display())]
+    Empty { path: PathBuf },
+    /// A certificate was expected, but the file holds only a private key.
+    #[error("{}: holds a private key but no certificate; point this option at the certificate file (BEGIN CERTIFICATE) instead", path.display())]
+    OnlyKey { path: PathBuf },
+    /// No `BEGIN CERTIFICATE` section.
+    #[error("{}: holds no PEM certificate (no \"-----BEGIN CERTIFICATE-----\" section){}", path.display(), der_hint(*.looks_like_der, path))]
+    NoCertificate { path: PathBuf, looks_like_der: bool },
+    /// A private key was expected, but none was found.
+    #[error("{}: holds no private key (expected \"-----BEGIN PRIVATE KEY-----\", \"RSA PRIVATE KEY\" or \"EC PRIVATE KEY\"){}", path.display(), if *.holds_certificate { "; it holds a certificate, which belongs in the matching *_cert option" } else { "" })]
+    NoKey {
+        path: PathBuf,
+        holds_certificate: bool,
+    },
+    /// The key is encrypted with a passphrase, which a daemon cannot type in.
+    #[error("{}: the private key is encrypted; decrypt it once with `openssl pkey -in {} -out KEY.pem` and point the option at the result", path.display(), path.display())]
+    EncryptedKey { path: PathBuf },
+    /// PEM framing or base64 is broken.
+    #[error("{}: malformed PEM: {detail}", path.display())]
+    Malformed { path: PathBuf, detail: String },
+    /// A section decoded, but it is not an X.509 certificate.
+    #[error("{}: certificate #{index} is not a valid X.509 certificate: {detail}", path.display())]
+    BadCertificate {
+        path: PathBuf,
+        index: usize,
+        detail: String,
+    },
+}
+
+fn der_hint(looks_like_der: bool, path: &std::path::Path) -> String {
+    if looks_like_der {
+        format!(
+            "; it looks like binary DER, convert it with `openssl x509 -inform der -in {} -out master.pem`",
+            path.display()
+        )
+    } else {
+        String::new()
+    }
+}
+
+/// A configuration that cannot be used. Detected before any network activity.
+#[derive(Debug, thiserror::Error)]
+#[allow(missing_docs)] // Variants are documented; their fields (path, option, origin, …) name themselves.
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The configuration file could not be read.
+    #[error("cannot read configuration file {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The YAML does not match the schema (an unknown key, a wrong type). The parser's
+    /// message names the key and its line.
+    #[error("{}: {message}", path.display())]
+    Parse { path: PathBuf, message: String },
+    /// A value does not have the form the option needs.
+    #[error("{option} ({origin}): {value:?} is not valid: {expected}")]
+    Invalid {
+        option: &'static str,
+        origin: Origin,
+        value: String,
+        expected: String,
+    },
+    /// A required option is missing.
+    #[error("{option} is not set; set it in agent.yaml, with {flag} or with ${env}")]
+    Missing {
+        option: &'static str,
+        flag: &'static str,
+        env: &'static str,
+    },
+    /// Two options contradict each other.
+    #[error(
+        "{first} ({first_origin}) and {second} ({second_origin}) cannot be used together: {fix}"
+    )]
+    Conflict {
+        first: &'static str,
+        first_origin: Origin,
+        second: &'static str,
+        second_origin: Origin,
+        fix: &'static str,
+    },
+    /// Half of a pair is set.
+    #[error("{present} is set ({origin}) but {missing} is not; a client certificate needs both its certificate and its private key, so set {missing} or remove {present}")]
+    HalfPair {
+        present: &'static str,
+        origin: Origin,
+        missing: &'static str,
+    },
+    /// TLS options are set while TLS is off, which would silently do nothing.
+    #[error("security.tls.enabled is false ({origin}) but {} {} set; these take effect only with TLS, so set security.tls.enabled: true or remove {}", list(options), if options.len() == 1 { "is" } else { "are" }, if options.len() == 1 { "it" } else { "them" })]
+    TlsOptionsWithoutTls {
+        origin: Origin,
+        options: Vec<String>,
+    },
+    /// A certificate or key file named by an option cannot be used.
+    #[error("{option} ({origin}): {error}")]
+    File {
+        option: &'static str,
+        origin: Origin,
+        error: PemError,
+    },
+    /// The client key does not belong to the client certificate.
+    #[error("security.tls.client_key {} does not match the public key of security.tls.client_cert {} ({detail}); use the key that was generated with this certificate", key.display(), cert.display())]
+    ClientKeyMismatch {
+        cert: PathBuf,
+        key: PathBuf,
+        detail: String,
+    },
+}
+
+fn list(items: &[String]) -> String {
+    items.join(", ")
+}

@@ -1,0 +1,24 @@
+//! det-agent connects a compute node to a Determined master over TLS, trusting the master
+//! exactly as configured.
+//!
+//! The layers, from the bottom: [`config`] turns `agent.yaml`, environment variables and
+//! flags into a checked [`Config`]; [`pem`] and [`x509`] read certificate files and say
+//! what a certificate contains; [`tls`] holds the master verifier and builds rustls
+//! client configurations; [`check`] dials the master once and reports what happened;
+//! [`dev_master`] is a test double of the master for the demo, tests and benches.
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod config;
+
+pub mod check;
+pub mod demo;
+pub mod dev_master;
+mod error;
+pub mod pem;
+pub mod tls;
+pub mod x509;
+
+pub use config::{Config, ConfigArgs, Host, TlsConfig, Trust};
+pub use error::{ConfigError, Origin, PemError};

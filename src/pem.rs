@@ -1,0 +1,239 @@
+//! Loading certificates and private keys from PEM files, naming the file on every error.
+
+use std::fs;
+use std::io::ErrorKind;
+use std::path::Path;
+
+use rustls_pki_types::pem::{PemObject, SectionKind};
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+use crate::error::PemError;
+
+/// Reads every certificate in a PEM file, in file order.
+///
+/// # Errors
+/// The file is missing, unreadable or empty, holds only a key, holds no certificate
+/// (with a hint when it looks like DER), has broken PEM, or holds a section that is not
+/// an X.509 certificate.
+pub fn load_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, PemError> {
+    let bytes = read(path)?;
+    parse_certs(&bytes, path)
+}
+
+/// Like [`load_certs`], for bytes already in memory; `path` labels errors.
+pub fn parse_certs(bytes: &[u8], path: &Path) -> Result<Vec<CertificateDer<'static>>, PemError> {
+    let sections = sections(bytes, path)?;
+    let certs: Vec<CertificateDer<'static>> = sections
+        .iter()
+        .filter(|(kind, _)| *kind == SectionKind::Certificate)
+        .map(|(_, der)| CertificateDer::from(der.clone()))
+        .collect();
+    if certs.is_empty() {
+        let holds_key =
+            sections.iter().any(|(kind, _)| is_key(*kind)) || mentions_encrypted_key(bytes);
+        return Err(if holds_key {
+            PemError::OnlyKey {
+                path: path.to_owned(),
+            }
+        } else {
+            PemError::NoCertificate {
+                path: path.to_owned(),
+                looks_like_der: bytes.first() == Some(&0x30),
+            }
+        });
+    }
+    for (index, cert) in certs.iter().enumerate() {
+        if let Err(err) = x509_parser::parse_x509_certificate(cert) {
+            return Err(PemError::BadCertificate {
+                path: path.to_owned(),
+                index: index + 1,
+                detail: err.to_string(),
+            });
+        }
+    }
+    Ok(certs)
+}
+
+/// Reads the first private key (PKCS#8, PKCS#1 or SEC1) from a PEM file.
+///
+/// # Errors
+/// The file is missing, unreadable or empty, holds no key (saying so when it holds a
+/// certificate instead), holds only an encrypted key, or has broken PEM.
+pub fn load_private_key(path: &Path) -> Result<PrivateKeyDer<'static>, PemError> {
+    let bytes = read(path)?;
+    parse_private_key(&bytes, path)
+}
+
+/// Like [`load_private_key`], for bytes already in memory; `path` labels errors.
+pub fn parse_private_key(bytes: &[u8], path: &Path) -> Result<PrivateKeyDer<'static>, PemError> {
+    let sections = sections(bytes, path)?;
+    for (kind, der) in &sections {
+        let key = match kind {
+            SectionKind::PrivateKey => PrivateKeyDer::Pkcs8(der.clone().into()),
+            SectionKind::RsaPrivateKey => PrivateKeyDer::Pkcs1(der.clone().into()),
+            SectionKind::EcPrivateKey => PrivateKeyDer::Sec1(der.clone().into()),
+            _ => continue,
+        };
+        return Ok(key);
+    }
+    if mentions_encrypted_key(bytes) {
+        return Err(PemError::EncryptedKey {
+            path: path.to_owned(),
+        });
+    }
+    let holds_certificate = sections
+        .iter()
+        .any(|(kind, _)| *kind == SectionKind::Certificate);
+    Err(PemError::NoKey {
+        path: path.to_owned(),
+        holds_certificate,
+    })
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, PemError> {
+    let bytes = fs::read(path).map_err(|source| match source.kind() {
+        ErrorKind::NotFound => PemError::NotFound {
+            path: path.to_owned(),
+        },
+        _ => PemError::Unreadable {
+            path: path.to_owned(),
+            source,
+        },
+    })?;
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(PemError::Empty {
+            path: path.to_owned(),
+        });
+    }
+    Ok(bytes)
+}
+
+/// Every PEM section of a kind rustls-pki-types knows, in order.
+fn sections(bytes: &[u8], path: &Path) -> Result<Vec<(SectionKind, Vec<u8>)>, PemError> {
+    if bytes.iter().all(u8::is_ascii_whitespace) {
+        return Err(PemError::Empty {
+            path: path.to_owned(),
+        });
+    }
+    <(SectionKind, Vec<u8>)>::pem_slice_iter(bytes)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|err| PemError::Malformed {
+            path: path.to_owned(),
+            detail: err.to_string(),
+        })
+}
+
+fn is_key(kind: SectionKind) -> bool {
+    matches!(
+        kind,
+        SectionKind::PrivateKey | SectionKind::RsaPrivateKey | SectionKind::EcPrivateKey
+    )
+}
+
+/// rustls-pki-types skips section labels it does not know, such as encrypted keys; look
+/// for them by name so the error can say what the file really holds.
+fn mentions_encrypted_key(bytes: &[u8]) -> bool {
+    let text = String::from_utf8_lossy(bytes);
+    text.contains("-----BEGIN ENCRYPTED PRIVATE KEY-----")
+        || text.contains("Proc-Type: 4,ENCRYPTED")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LEAF: &[u8] = include_bytes!("../fixtures/pki/master.pem");
+    const KEY: &[u8] = include_bytes!("../fixtures/pki/master.key");
+
+    fn p() -> &'static Path {
+        Path::new("master.pem")
+    }
+
+    #[test]
+    fn reads_a_chain_in_order() {
+        let certs = parse_certs(LEAF, p()).unwrap();
+        assert_eq!(certs.len(), 2);
+    }
+
+    #[test]
+    fn only_a_key_is_named_as_such() {
+        let err = parse_certs(KEY, p()).unwrap_err();
+        assert!(matches!(err, PemError::OnlyKey { .. }), "{err}");
+    }
+
+    #[test]
+    fn der_gets_a_conversion_hint() {
+        let der = parse_certs(LEAF, p()).unwrap().remove(0);
+        let err = parse_certs(der.as_ref(), p()).unwrap_err();
+        assert!(
+            err.to_string().contains("openssl x509 -inform der"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn blank_file_is_empty() {
+        assert!(matches!(
+            parse_certs(b" \n\n", p()),
+            Err(PemError::Empty { .. })
+        ));
+    }
+
+    #[test]
+    fn garbage_inside_a_certificate_section_is_caught() {
+        let text = b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
+        let err = parse_certs(text, p()).unwrap_err();
+        assert!(
+            matches!(err, PemError::BadCertificate { index: 1, .. }),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn broken_pem_is_malformed() {
+        let text = b"-----BEGIN CERTIFICATE-----\nAAAA\n";
+        assert!(matches!(
+            parse_certs(text, p()),
+            Err(PemError::Malformed { .. })
+        ));
+    }
+
+    #[test]
+    fn key_file_holding_a_certificate_says_so() {
+        let err = parse_private_key(LEAF, p()).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                PemError::NoKey {
+                    holds_certificate: true,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn encrypted_key_is_explained() {
+        let text =
+            b"-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n";
+        assert!(matches!(
+            parse_private_key(text, p()),
+            Err(PemError::EncryptedKey { .. })
+        ));
+    }
+
+    #[test]
+    fn pkcs8_key_loads() {
+        assert!(matches!(
+            parse_private_key(KEY, p()),
+            Ok(PrivateKeyDer::Pkcs8(_))
+        ));
+    }
+
+    #[test]
+    fn missing_file_is_not_found() {
+        let err = load_certs(Path::new("/nonexistent/det-agent/master.pem")).unwrap_err();
+        assert!(matches!(err, PemError::NotFound { .. }));
+    }
+}

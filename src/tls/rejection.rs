@@ -1,0 +1,274 @@
+//! Why the master's certificate was rejected, in words an operator can act on.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use rustls::CertificateError;
+use rustls_pki_types::{ServerName, UnixTime};
+use serde::Serialize;
+
+use super::verifier::NameSource;
+use crate::x509::{CertSummary, Timestamp};
+
+/// What kind of problem the certificate has.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum RejectionKind {
+    /// The chain leads to no trusted anchor (and, when pinned, the leaf is not pinned).
+    UnknownIssuer,
+    /// The certificate does not carry the name being verified.
+    NotValidForName,
+    /// A certificate of the chain has expired.
+    Expired,
+    /// A certificate of the chain is not valid yet.
+    NotYetValid,
+    /// The certificate may not be used for a TLS server.
+    NotForServerAuth,
+    /// The master presents a CA certificate as its own, which only pinning accepts.
+    CaUsedAsEndEntity,
+    /// A signature in the chain does not verify, or uses an unsupported algorithm.
+    BadSignature,
+    /// The certificate could not be parsed.
+    Malformed,
+    /// Anything else; the message carries webpki's words.
+    Other,
+}
+
+/// The verifier's explained refusal. It travels inside the handshake error as
+/// `CertificateError::Other` (rustls then sends the `certificate_unknown` alert); use
+/// [`rejection_of`](super::rejection_of) to get it back.
+#[derive(Debug, Clone)]
+pub struct Rejection {
+    kind: RejectionKind,
+    cause: String,
+    mode: String,
+    name: ServerName<'static>,
+    name_source: NameSource,
+    presented: Vec<Option<CertSummary>>,
+    pinned: Option<(PathBuf, Vec<CertSummary>)>,
+    now: Timestamp,
+    context_time: Option<Timestamp>,
+}
+
+impl Rejection {
+    pub(super) fn new(
+        cause: rustls::Error,
+        mode: String,
+        name: ServerName<'static>,
+        name_source: NameSource,
+        presented: Vec<Option<CertSummary>>,
+        pinned: Option<(PathBuf, Vec<CertSummary>)>,
+        now: UnixTime,
+    ) -> Self {
+        let (mut kind, context_time) = match &cause {
+            rustls::Error::InvalidCertificate(e) => classify(e),
+            _ => (RejectionKind::Other, None),
+        };
+        // When pinned, a CA certificate presented as the master's own that is not in the
+        // file is simply not the pinned certificate. Saying "pin it" would invite the
+        // operator to trust an impostor.
+        if pinned.is_some() && kind == RejectionKind::CaUsedAsEndEntity {
+            kind = RejectionKind::UnknownIssuer;
+        }
+        Rejection {
+            kind,
+            cause: cause.to_string(),
+            mode,
+            name,
+            name_source,
+            presented,
+            pinned,
+            now: Timestamp(now.as_secs() as i64),
+            context_time,
+        }
+    }
+
+    /// The kind of problem.
+    pub fn kind(&self) -> RejectionKind {
+        self.kind
+    }
+
+    /// The name that was verified.
+    pub fn name(&self) -> &ServerName<'static> {
+        &self.name
+    }
+
+    /// The presented chain, leaf first (`None` for a certificate that did not parse).
+    pub fn presented(&self) -> &[Option<CertSummary>] {
+        &self.presented
+    }
+
+    fn leaf(&self) -> Option<&CertSummary> {
+        self.presented.first().and_then(Option::as_ref)
+    }
+
+    /// What is wrong, and how to fix it.
+    fn problem_and_fix(&self) -> (String, String) {
+        let name = self.name.to_str();
+        let leaf = self.leaf();
+        let dns = leaf.map(|l| l.dns_names.join(", ")).unwrap_or_default();
+        match self.kind {
+            RejectionKind::NotValidForName => self.name_problem(&name, leaf, &dns),
+            RejectionKind::Expired => (
+                format!("certificate expired {}; the time here is {}", self.context_time.map_or("(unknown)".into(), |t| t.to_string()), self.now),
+                "renew the master's certificate, or correct this host's clock if it is wrong".to_owned(),
+            ),
+            RejectionKind::NotYetValid => (
+                format!("certificate is not valid until {}; the time here is {}", self.context_time.map_or("(unknown)".into(), |t| t.to_string()), self.now),
+                "check this host's clock (is NTP running?) and the dates of the master's certificate".to_owned(),
+            ),
+            RejectionKind::NotForServerAuth => (
+                "certificate's extendedKeyUsage does not allow TLS server authentication".to_owned(),
+                "reissue the master's certificate with extendedKeyUsage serverAuth".to_owned(),
+            ),
+            RejectionKind::CaUsedAsEndEntity => (
+                "the master presents a CA certificate (basicConstraints CA:TRUE) as its own, as `openssl req -x509` makes them".to_owned(),
+                "if it really is the master's, confirm its sha256 with whoever runs the master, then pin it by putting it in security.tls.master_cert".to_owned(),
+            ),
+            RejectionKind::BadSignature => (
+                format!("a signature in the presented chain does not verify ({})", self.cause),
+                "the master's chain is corrupt or forged; check which certificate the master serves".to_owned(),
+            ),
+            RejectionKind::Malformed => (
+                format!("the presented certificate cannot be parsed ({})", self.cause),
+                "check the certificate file the master is configured with".to_owned(),
+            ),
+            RejectionKind::UnknownIssuer => self.issuer_problem(leaf),
+            RejectionKind::Other => (self.cause.clone(), "see the presented certificate below".to_owned()),
+        }
+    }
+
+    fn name_problem(&self, name: &str, leaf: Option<&CertSummary>, dns: &str) -> (String, String) {
+        let offers = leaf.map_or_else(|| "nothing readable".to_owned(), CertSummary::names);
+        let is_ip = matches!(self.name, ServerName::IpAddress(_));
+        let problem = match (is_ip, leaf.is_some_and(|l| l.dns_names.is_empty() && l.ip_addresses.is_empty())) {
+            (_, true) => format!(
+                "certificate has no subjectAltName at all, so it is valid for no name ({name} was checked; the subject CN is never used)"
+            ),
+            (true, _) => format!("certificate has no IP SAN for {name}; it names {offers}"),
+            (false, _) => format!("certificate is not valid for {name}; it names {offers}"),
+        };
+        let fix = if leaf.is_some_and(|l| l.dns_names.is_empty() && l.ip_addresses.is_empty()) {
+            format!("reissue the master's certificate with a subjectAltName, e.g. DNS:{name}")
+        } else if dns.is_empty() {
+            format!(
+                "reissue the master's certificate with {}:{name}, or dial an address it names",
+                if is_ip { "IP" } else { "DNS" }
+            )
+        } else {
+            match self.name_source {
+                NameSource::MasterCertName => {
+                    format!("set security.tls.master_cert_name to one of: {dns}")
+                }
+                NameSource::DialedHost if is_ip => {
+                    format!("set security.tls.master_cert_name to one of: {dns}")
+                }
+                NameSource::DialedHost => format!(
+                    "dial a name it carries, or set security.tls.master_cert_name to one of: {dns}"
+                ),
+            }
+        };
+        (problem, fix)
+    }
+
+    fn issuer_problem(&self, leaf: Option<&CertSummary>) -> (String, String) {
+        let issuer = leaf.map_or("(unreadable)", |l| l.issuer.as_str());
+        match &self.pinned {
+            Some((path, pins)) => {
+                let same_subject = leaf.and_then(|l| pins.iter().find(|p| p.subject == l.subject && p.sha256 != l.sha256));
+                let problem = match same_subject {
+                    Some(old) => format!(
+                        "the master's certificate is not the one pinned: {} holds a certificate for the same subject with sha256 {}, the master presented another key or certificate",
+                        path.display(),
+                        old.sha256
+                    ),
+                    None => format!(
+                        "certificate is not one of the {} certificate(s) in {} and does not chain to any of them (issuer {issuer})",
+                        pins.len(),
+                        path.display()
+                    ),
+                };
+                (problem, format!("if the master's certificate legitimately changed, put the new certificate or its CA chain in {}", path.display()))
+            }
+            None if leaf.is_some_and(CertSummary::self_issued) => (
+                format!("certificate is self-signed ({issuer}), and no public CA vouches for it"),
+                "if it really is the master's, confirm its sha256 with whoever runs the master, then pin it by putting it in security.tls.master_cert".to_owned(),
+            ),
+            None => (
+                format!("issuer {issuer} is not trusted"),
+                "put the chain up to the root in security.tls.master_cert, or install the root CA in this host's trust store".to_owned(),
+            ),
+        }
+    }
+}
+
+impl fmt::Display for Rejection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (problem, fix) = self.problem_and_fix();
+        write!(
+            f,
+            "master certificate rejected in {}: {problem} — {fix}",
+            self.mode
+        )?;
+        let source = match self.name_source {
+            NameSource::DialedHost => "the dialed host",
+            NameSource::MasterCertName => "security.tls.master_cert_name",
+        };
+        write!(
+            f,
+            "\n  verified name: {} (from {source})",
+            self.name.to_str()
+        )?;
+        for (i, cert) in self.presented.iter().enumerate() {
+            let label = if i == 0 {
+                "presented".to_owned()
+            } else {
+                format!("chain [{i}]")
+            };
+            match cert {
+                Some(c) => write!(f, "\n  {label}: {c}")?,
+                None => write!(f, "\n  {label}: (not a parsable certificate)")?,
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for Rejection {}
+
+fn classify(e: &CertificateError) -> (RejectionKind, Option<Timestamp>) {
+    use CertificateError as C;
+    let ts = |t: &UnixTime| Some(Timestamp(t.as_secs() as i64));
+    #[allow(deprecated)]
+    match e {
+        C::UnknownIssuer => (RejectionKind::UnknownIssuer, None),
+        C::NotValidForName | C::NotValidForNameContext { .. } => {
+            (RejectionKind::NotValidForName, None)
+        }
+        C::Expired => (RejectionKind::Expired, None),
+        C::ExpiredContext { not_after, .. } => (RejectionKind::Expired, ts(not_after)),
+        C::NotValidYet => (RejectionKind::NotYetValid, None),
+        C::NotValidYetContext { not_before, .. } => (RejectionKind::NotYetValid, ts(not_before)),
+        C::InvalidPurpose | C::InvalidPurposeContext { .. } => {
+            (RejectionKind::NotForServerAuth, None)
+        }
+        C::BadSignature
+        | C::UnsupportedSignatureAlgorithm
+        | C::UnsupportedSignatureAlgorithmContext { .. }
+        | C::UnsupportedSignatureAlgorithmForPublicKeyContext { .. } => {
+            (RejectionKind::BadSignature, None)
+        }
+        C::BadEncoding | C::UnhandledCriticalExtension => (RejectionKind::Malformed, None),
+        // rustls passes webpki's CaUsedAsEndEntity through as `Other`.
+        C::Other(other)
+            if matches!(
+                other.0.downcast_ref::<webpki::Error>(),
+                Some(webpki::Error::CaUsedAsEndEntity)
+            ) =>
+        {
+            (RejectionKind::CaUsedAsEndEntity, None)
+        }
+        _ => (RejectionKind::Other, None),
+    }
+}
