@@ -96,6 +96,18 @@ pub async fn check_with(
             return report;
         }
     };
+    dial_addresses(config, client, addrs, limit, report).await
+}
+
+/// Tries `addrs` in order: on to the next after a connection-level failure, but not after
+/// the master was reached and refused its certificate (other addresses are the same master).
+async fn dial_addresses(
+    config: &Config,
+    client: Option<Arc<ClientConfig>>,
+    addrs: Vec<SocketAddr>,
+    limit: Duration,
+    mut report: Report,
+) -> Report {
     let server_name = config.server_name();
     for addr in addrs {
         let tcp = match timeout(limit, TcpStream::connect(addr)).await {
@@ -171,7 +183,6 @@ pub async fn check_with(
                 if let Some(rejection) = rejection {
                     report.chain = rejection.presented().iter().flatten().cloned().collect();
                     report.verdict = Verdict::fail(rejection.to_string(), Some(rejection.kind()));
-                    // The master was reached and refused; other addresses are the same master.
                     return report;
                 }
                 report.verdict =
@@ -300,5 +311,48 @@ impl fmt::Display for Report {
             (false, Some(error)) => write!(f, "verdict        FAILED: {error}"),
             (false, None) => write!(f, "verdict        FAILED: {}", self.verdict.summary),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{PinnedCerts, TlsConfig, Trust};
+    use crate::dev_master::{fixtures, DevMaster};
+
+    #[tokio::test]
+    async fn moves_on_to_the_next_address_after_a_refused_connect() {
+        let master = DevMaster::with_fixture("master").await.unwrap();
+        // A port nobody listens on: bind, note it, drop it.
+        let refused = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let pinned = Trust::Pinned(PinnedCerts {
+            path: fixtures::path("root-ca.pem"),
+            certs: fixtures::certs("root-ca.pem"),
+        });
+        let mut config = Config::new(
+            Host::parse("localhost").unwrap(),
+            Some(TlsConfig::new(pinned)),
+        );
+        config.master_port = master.addr().port();
+        let client = crate::tls::client_config(config.tls.as_ref().unwrap()).unwrap();
+        let report = dial_addresses(
+            &config,
+            Some(client),
+            vec![refused, master.addr()],
+            DEFAULT_TIMEOUT,
+            Report::new(&config),
+        )
+        .await;
+        assert!(report.verdict.ok, "{}", report.verdict.summary);
+        assert_eq!(report.attempts.len(), 2);
+        assert!(
+            report.attempts[0].outcome.starts_with("connect failed"),
+            "{:?}",
+            report.attempts
+        );
+        assert_eq!(report.attempts[1].address, master.addr());
     }
 }

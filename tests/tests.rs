@@ -1,1 +1,8 @@
+//! det-agent's integration tests: real TLS handshakes over loopback against the dev
+//! master, and the `det-agent` binary run as an operator would. One binary, one module
+//! per topic.
 
+mod cli;
+mod matrix;
+mod negative;
+mod util;

@@ -45,6 +45,9 @@ fixtures!(
     "client.pem",
     "client.key",
     "unrelated.key",
+    "master-leaf.pem",
+    "signed-by-leaf.pem",
+    "signed-by-leaf.key",
 );
 
 /// The bytes of a fixture file, e.g. `bytes("root-ca.pem")`.

@@ -27,6 +27,9 @@ pub enum RejectionKind {
     NotForServerAuth,
     /// The master presents a CA certificate as its own, which only pinning accepts.
     CaUsedAsEndEntity,
+    /// The chain is malformed: a certificate that is not a CA signs another, or a path
+    /// length or name constraint is broken.
+    InvalidChain,
     /// A signature in the chain does not verify, or uses an unsupported algorithm.
     BadSignature,
     /// The certificate could not be parsed.
@@ -65,10 +68,15 @@ impl Rejection {
             rustls::Error::InvalidCertificate(e) => classify(e),
             _ => (RejectionKind::Other, None),
         };
-        // When pinned, a CA certificate presented as the master's own that is not in the
-        // file is simply not the pinned certificate. Saying "pin it" would invite the
-        // operator to trust an impostor.
-        if pinned.is_some() && kind == RejectionKind::CaUsedAsEndEntity {
+        // When pinned, a chain that does not lead to the file's certificates is simply not
+        // the pinned master, whatever webpki found wrong with it first. Saying "pin it"
+        // about a presented CA certificate would invite the operator to trust an impostor.
+        if pinned.is_some()
+            && matches!(
+                kind,
+                RejectionKind::CaUsedAsEndEntity | RejectionKind::InvalidChain
+            )
+        {
             kind = RejectionKind::UnknownIssuer;
         }
         Rejection {
@@ -125,6 +133,10 @@ impl Rejection {
             RejectionKind::CaUsedAsEndEntity => (
                 "the master presents a CA certificate (basicConstraints CA:TRUE) as its own, as `openssl req -x509` makes them".to_owned(),
                 "if it really is the master's, confirm its sha256 with whoever runs the master, then pin it by putting it in security.tls.master_cert".to_owned(),
+            ),
+            RejectionKind::InvalidChain => (
+                format!("the presented chain is not a valid certification path ({})", self.cause),
+                "the master serves a broken chain; serve the leaf followed by its intermediate CA certificates, in order".to_owned(),
             ),
             RejectionKind::BadSignature => (
                 format!("a signature in the presented chain does not verify ({})", self.cause),
@@ -260,15 +272,18 @@ fn classify(e: &CertificateError) -> (RejectionKind, Option<Timestamp>) {
             (RejectionKind::BadSignature, None)
         }
         C::BadEncoding | C::UnhandledCriticalExtension => (RejectionKind::Malformed, None),
-        // rustls passes webpki's CaUsedAsEndEntity through as `Other`.
-        C::Other(other)
-            if matches!(
-                other.0.downcast_ref::<webpki::Error>(),
-                Some(webpki::Error::CaUsedAsEndEntity)
-            ) =>
-        {
-            (RejectionKind::CaUsedAsEndEntity, None)
-        }
+        // rustls passes some webpki errors through as `Other`.
+        C::Other(other) => match other.0.downcast_ref::<webpki::Error>() {
+            Some(webpki::Error::CaUsedAsEndEntity) => (RejectionKind::CaUsedAsEndEntity, None),
+            Some(
+                webpki::Error::EndEntityUsedAsCa
+                | webpki::Error::PathLenConstraintViolated
+                | webpki::Error::NameConstraintViolation
+                | webpki::Error::MaximumPathDepthExceeded
+                | webpki::Error::MaximumPathBuildCallsExceeded,
+            ) => (RejectionKind::InvalidChain, None),
+            _ => (RejectionKind::Other, None),
+        },
         _ => (RejectionKind::Other, None),
     }
 }

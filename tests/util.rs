@@ -1,0 +1,67 @@
+//! Shared setup: configs for each trust mode, and dialing a dev master.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use det_agent::check::{self, Report};
+use det_agent::config::{PinnedCerts, TlsConfig};
+use det_agent::dev_master::{fixtures, DevMaster, Event};
+use det_agent::tls::{self, MasterVerifier};
+use det_agent::{Config, Host, Trust};
+use rustls::ClientConfig;
+use rustls_pki_types::DnsName;
+
+pub const TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Trust from a fixture file, as if named in security.tls.master_cert.
+pub fn pinned(file: &str) -> Trust {
+    Trust::Pinned(PinnedCerts {
+        path: fixtures::path(file),
+        certs: fixtures::certs(file),
+    })
+}
+
+/// A TLS config dialing `host` at `addr`'s port.
+pub fn config(host: &str, addr: SocketAddr, tls: TlsConfig) -> Config {
+    let mut cfg = Config::new(Host::parse(host).unwrap(), Some(tls));
+    cfg.master_port = addr.port();
+    cfg
+}
+
+pub fn with_name(mut tls: TlsConfig, name: &str) -> TlsConfig {
+    tls.master_cert_name = Some(DnsName::try_from(name).unwrap().to_owned());
+    tls
+}
+
+/// CA mode whose "host trust store" holds the fixture root, as if an operator had
+/// installed it.
+pub fn ca_with_fixture_root() -> Arc<ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(fixtures::certs("root-ca.pem").remove(0)).unwrap();
+    tls::client_config_with(
+        MasterVerifier::with_roots(roots, tls::provider()),
+        None,
+        tls::provider(),
+    )
+    .unwrap()
+}
+
+/// Dials through the same code as `det-agent check`.
+pub async fn dial(cfg: &Config) -> Report {
+    check::check(cfg, TIMEOUT).await
+}
+
+pub async fn dial_with(cfg: &Config, client: Arc<ClientConfig>) -> Report {
+    check::check_with(cfg, Some(client), TIMEOUT).await
+}
+
+/// The dev master's next event. The bound only turns a bug into a failure instead of a
+/// hung CI run; every event a test waits for is caused by a dial that already returned.
+pub async fn event(master: &mut DevMaster) -> Event {
+    match tokio::time::timeout(Duration::from_secs(30), master.next_event()).await {
+        Ok(Some(event)) => event,
+        Ok(None) => panic!("dev master stopped"),
+        Err(_) => panic!("no dev master event within 30 s"),
+    }
+}
