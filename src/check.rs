@@ -80,19 +80,12 @@ pub async fn check(config: &Config, limit: Duration) -> Report {
 }
 
 /// Like [`check`], with a client configuration you built (`None` for plain TCP).
-pub async fn check_with(
-    config: &Config,
-    client: Option<Arc<ClientConfig>>,
-    limit: Duration,
-) -> Report {
+pub async fn check_with(config: &Config, client: Option<Arc<ClientConfig>>, limit: Duration) -> Report {
     let mut report = Report::new(config);
     let addrs = match resolve(&config.master_host, config.master_port).await {
         Ok(addrs) => addrs,
         Err(err) => {
-            report.verdict = Verdict::fail(
-                format!("cannot resolve {}: {err}", config.master_host),
-                None,
-            );
+            report.verdict = Verdict::fail(format!("cannot resolve {}: {err}", config.master_host), None);
             return report;
         }
     };
@@ -113,28 +106,21 @@ async fn dial_addresses(
         let tcp = match timeout(limit, TcpStream::connect(addr)).await {
             Ok(Ok(tcp)) => tcp,
             Ok(Err(err)) => {
-                report.attempts.push(Attempt {
-                    address: addr,
-                    outcome: format!("connect failed: {err}"),
-                });
+                report.attempts.push(Attempt { address: addr, outcome: format!("connect failed: {err}") });
                 continue;
             }
             Err(_) => {
-                report.attempts.push(Attempt {
-                    address: addr,
-                    outcome: format!("connect timed out after {limit:?}"),
-                });
+                report.attempts.push(Attempt { address: addr, outcome: format!("connect timed out after {limit:?}") });
                 continue;
             }
         };
         let Some(client) = &client else {
-            report.attempts.push(Attempt {
-                address: addr,
-                outcome: "connected".to_owned(),
-            });
+            report.attempts.push(Attempt { address: addr, outcome: "connected".to_owned() });
             report.verdict = Verdict {
                 ok: true,
-                summary: "connected over plain TCP: TLS is off, so traffic is not encrypted and the master is not verified".to_owned(),
+                summary:
+                    "connected over plain TCP: TLS is off, so traffic is not encrypted and the master is not verified"
+                        .to_owned(),
                 error: None,
                 rejection: None,
             };
@@ -143,34 +129,32 @@ async fn dial_addresses(
         let connector = TlsConnector::from(client.clone());
         match timeout(limit, connector.connect(server_name.clone(), tcp)).await {
             Ok(Ok(stream)) => {
-                report.attempts.push(Attempt {
-                    address: addr,
-                    outcome: "connected".to_owned(),
-                });
+                report.attempts.push(Attempt { address: addr, outcome: "connected".to_owned() });
                 let (_, conn) = stream.get_ref();
                 report.tls_version = conn.protocol_version().map(|v| format!("{v:?}"));
-                report.cipher_suite = conn
-                    .negotiated_cipher_suite()
-                    .map(|s| format!("{:?}", s.suite()));
+                report.cipher_suite = conn.negotiated_cipher_suite().map(|s| format!("{:?}", s.suite()));
                 report.chain = conn
                     .peer_certificates()
                     .unwrap_or_default()
                     .iter()
                     .filter_map(|c| CertSummary::parse(c).ok())
                     .collect();
-                let fingerprint = report
-                    .chain
-                    .first()
-                    .map(|c| c.sha256.to_string())
-                    .unwrap_or_default();
+                let fingerprint = report.chain.first().map(|c| c.sha256.to_string()).unwrap_or_default();
                 report.verdict = match config.tls.as_ref().map(|t| &t.trust) {
                     Some(crate::Trust::SkipVerify) => Verdict {
                         ok: true,
-                        summary: format!("accepted WITHOUT verification (skip_verify); the master presented sha256 {fingerprint}"),
+                        summary: format!(
+                            "accepted WITHOUT verification (skip_verify); the master presented sha256 {fingerprint}"
+                        ),
                         error: None,
                         rejection: None,
                     },
-                    _ => Verdict { ok: true, summary: format!("master verified as {}", server_name.to_str()), error: None, rejection: None },
+                    _ => Verdict {
+                        ok: true,
+                        summary: format!("master verified as {}", server_name.to_str()),
+                        error: None,
+                        rejection: None,
+                    },
                 };
                 return report;
             }
@@ -185,23 +169,20 @@ async fn dial_addresses(
                     report.verdict = Verdict::fail(rejection.to_string(), Some(rejection.kind()));
                     return report;
                 }
-                report.verdict =
-                    Verdict::fail(format!("TLS handshake with {addr} failed: {err}"), None);
+                report.verdict = Verdict::fail(format!("TLS handshake with {addr} failed: {err}"), None);
             }
             Err(_) => {
-                report.attempts.push(Attempt {
-                    address: addr,
-                    outcome: format!("TLS handshake timed out after {limit:?}"),
-                });
-                report.verdict = Verdict::fail(format!("TLS handshake with {addr} timed out after {limit:?}; is this port the master's TLS port?"), None);
+                report
+                    .attempts
+                    .push(Attempt { address: addr, outcome: format!("TLS handshake timed out after {limit:?}") });
+                report.verdict = Verdict::fail(
+                    format!("TLS handshake with {addr} timed out after {limit:?}; is this port the master's TLS port?"),
+                    None,
+                );
             }
         }
     }
-    if report
-        .attempts
-        .iter()
-        .all(|a| a.outcome.starts_with("connect"))
-    {
+    if report.attempts.iter().all(|a| a.outcome.starts_with("connect")) {
         report.verdict = Verdict::fail(
             format!(
                 "could not connect to {} at any of its addresses; is the master running, and is {} its port ({} with TLS, {} without)?",
@@ -247,12 +228,7 @@ impl Report {
 
 impl Verdict {
     fn fail(error: String, rejection: Option<RejectionKind>) -> Verdict {
-        Verdict {
-            ok: false,
-            summary: first_line(&error).to_owned(),
-            error: Some(error),
-            rejection,
-        }
+        Verdict { ok: false, summary: first_line(&error).to_owned(), error: Some(error), rejection }
     }
 }
 
@@ -271,9 +247,7 @@ fn format_target(host: &Host, port: u16) -> String {
 async fn resolve(host: &Host, port: u16) -> std::io::Result<Vec<SocketAddr>> {
     match host {
         Host::Ip(ip) => Ok(vec![SocketAddr::new(*ip, port)]),
-        Host::Dns(name) => Ok(tokio::net::lookup_host((name.as_ref(), port))
-            .await?
-            .collect()),
+        Host::Dns(name) => Ok(tokio::net::lookup_host((name.as_ref(), port)).await?.collect()),
     }
 }
 
@@ -288,11 +262,7 @@ impl fmt::Display for Report {
             writeln!(
                 f,
                 "verified name  {name}{}",
-                if self.sni_sent {
-                    " (sent as SNI)"
-                } else {
-                    " (IP address: no SNI sent)"
-                }
+                if self.sni_sent { " (sent as SNI)" } else { " (IP address: no SNI sent)" }
             )?;
         }
         if let (Some(v), Some(c)) = (&self.tls_version, &self.cipher_suite) {
@@ -324,35 +294,18 @@ mod tests {
     async fn moves_on_to_the_next_address_after_a_refused_connect() {
         let master = DevMaster::with_fixture("master").await.unwrap();
         // A port nobody listens on: bind, note it, drop it.
-        let refused = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap();
-        let pinned = Trust::Pinned(PinnedCerts {
-            path: fixtures::path("root-ca.pem"),
-            certs: fixtures::certs("root-ca.pem"),
-        });
-        let mut config = Config::new(
-            Host::parse("localhost").unwrap(),
-            Some(TlsConfig::new(pinned)),
-        );
+        let refused = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+        let pinned =
+            Trust::Pinned(PinnedCerts { path: fixtures::path("root-ca.pem"), certs: fixtures::certs("root-ca.pem") });
+        let mut config = Config::new(Host::parse("localhost").unwrap(), Some(TlsConfig::new(pinned)));
         config.master_port = master.addr().port();
         let client = crate::tls::client_config(config.tls.as_ref().unwrap()).unwrap();
-        let report = dial_addresses(
-            &config,
-            Some(client),
-            vec![refused, master.addr()],
-            DEFAULT_TIMEOUT,
-            Report::new(&config),
-        )
-        .await;
+        let report =
+            dial_addresses(&config, Some(client), vec![refused, master.addr()], DEFAULT_TIMEOUT, Report::new(&config))
+                .await;
         assert!(report.verdict.ok, "{}", report.verdict.summary);
         assert_eq!(report.attempts.len(), 2);
-        assert!(
-            report.attempts[0].outcome.starts_with("connect failed"),
-            "{:?}",
-            report.attempts
-        );
+        assert!(report.attempts[0].outcome.starts_with("connect failed"), "{:?}", report.attempts);
         assert_eq!(report.attempts[1].address, master.addr());
     }
 }

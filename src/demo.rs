@@ -22,10 +22,7 @@ struct Scenario {
 }
 
 fn pinned(file: &'static str) -> Trust {
-    Trust::Pinned(PinnedCerts {
-        path: fixtures::path(file),
-        certs: fixtures::certs(file),
-    })
+    Trust::Pinned(PinnedCerts { path: fixtures::path(file), certs: fixtures::certs(file) })
 }
 
 const SCENARIOS: &[Scenario] = &[
@@ -109,31 +106,17 @@ const SCENARIOS: &[Scenario] = &[
 /// # Errors
 /// Writing to `out` failed, or a dev master could not bind a loopback port.
 pub async fn run(out: &mut dyn Write) -> std::io::Result<bool> {
-    writeln!(
-        out,
-        "det-agent demo: real TLS handshakes against embedded test masters on 127.0.0.1\n"
-    )?;
+    writeln!(out, "det-agent demo: real TLS handshakes against embedded test masters on 127.0.0.1\n")?;
     let mut rows = Vec::new();
     let mut all_as_expected = true;
     for s in SCENARIOS {
         let master = DevMaster::with_fixture(s.master).await?;
         let mut tls = TlsConfig::new((s.trust)());
-        tls.master_cert_name = s.cert_name.map(|n| {
-            DnsName::try_from(n)
-                .expect("demo names are valid")
-                .to_owned()
-        });
-        let mut config = Config::new(
-            Host::parse(s.dial).expect("demo hosts are valid"),
-            Some(tls),
-        );
+        tls.master_cert_name = s.cert_name.map(|n| DnsName::try_from(n).expect("demo names are valid").to_owned());
+        let mut config = Config::new(Host::parse(s.dial).expect("demo hosts are valid"), Some(tls));
         config.master_port = master.addr().port();
         let report = check::check(&config, Duration::from_secs(5)).await;
-        let got = if report.verdict.ok {
-            Ok(())
-        } else {
-            Err(report.verdict.rejection)
-        };
+        let got = if report.verdict.ok { Ok(()) } else { Err(report.verdict.rejection) };
         let as_expected = match (&s.expect, &got) {
             (Ok(()), Ok(())) => true,
             (Err(want), Err(Some(kind))) => want == kind,
@@ -153,82 +136,38 @@ pub async fn run(out: &mut dyn Write) -> std::io::Result<bool> {
                 (true, _) => "verified".to_owned(),
                 (false, Some(kind)) => format!(
                     "rejected: {}",
-                    serde_json::to_value(kind)
-                        .ok()
-                        .and_then(|v| v.as_str().map(str::to_owned))
-                        .unwrap_or_default()
+                    serde_json::to_value(kind).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
                 ),
                 (false, None) => "failed".to_owned(),
             };
-            let result = if *ok {
-                result
-            } else {
-                format!("{result}  << UNEXPECTED")
-            };
-            [
-                s.title.to_owned(),
-                r.mode.to_owned(),
-                dialed(r),
-                r.verified_name.clone().unwrap_or_default(),
-                result,
-            ]
+            let result = if *ok { result } else { format!("{result}  << UNEXPECTED") };
+            [s.title.to_owned(), r.mode.to_owned(), dialed(r), r.verified_name.clone().unwrap_or_default(), result]
         })
         .collect();
     let widths: Vec<usize> = (0..5)
-        .map(|i| {
-            cells
-                .iter()
-                .map(|c| c[i].chars().count())
-                .chain([header[i].len()])
-                .max()
-                .unwrap_or(0)
-        })
+        .map(|i| cells.iter().map(|c| c[i].chars().count()).chain([header[i].len()]).max().unwrap_or(0))
         .collect();
-    let line = |cols: &[String]| {
-        cols.iter()
-            .zip(&widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect::<Vec<_>>()
-            .join(" | ")
-    };
+    let line =
+        |cols: &[String]| cols.iter().zip(&widths).map(|(c, w)| format!("{c:<w$}")).collect::<Vec<_>>().join(" | ");
     writeln!(out, "{}", line(&header.map(str::to_owned)).trim_end())?;
-    writeln!(
-        out,
-        "{}",
-        widths
-            .iter()
-            .map(|w| "-".repeat(*w))
-            .collect::<Vec<_>>()
-            .join("-+-")
-    )?;
+    writeln!(out, "{}", widths.iter().map(|w| "-".repeat(*w)).collect::<Vec<_>>().join("-+-"))?;
     for row in &cells {
         writeln!(out, "{}", line(row).trim_end())?;
     }
 
-    writeln!(
-        out,
-        "\nWhy each refusal happened, as `det-agent check` explains it:"
-    )?;
+    writeln!(out, "\nWhy each refusal happened, as `det-agent check` explains it:")?;
     for (s, r, _) in rows.iter().filter(|(_, r, _)| !r.verdict.ok) {
         writeln!(
             out,
             "\n* {}\n  {}",
             s.title,
-            r.verdict
-                .error
-                .as_deref()
-                .unwrap_or(&r.verdict.summary)
-                .replace('\n', "\n  ")
+            r.verdict.error.as_deref().unwrap_or(&r.verdict.summary).replace('\n', "\n  ")
         )?;
     }
     writeln!(
         out,
         "\n{}",
-        if all_as_expected {
-            "every scenario ended as expected"
-        } else {
-            "SOME SCENARIOS DID NOT END AS EXPECTED"
-        }
+        if all_as_expected { "every scenario ended as expected" } else { "SOME SCENARIOS DID NOT END AS EXPECTED" }
     )?;
     Ok(all_as_expected)
 }

@@ -45,10 +45,7 @@ pub enum PemError {
     NotFound { path: PathBuf },
     /// The file exists but could not be read.
     #[error("{}: cannot read: {source}", path.display())]
-    Unreadable {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Unreadable { path: PathBuf, source: std::io::Error },
     /// The file has no content.
     #[error("{}: the file is empty", path.display())]
     Empty { path: PathBuf },
@@ -60,10 +57,7 @@ pub enum PemError {
     NoCertificate { path: PathBuf, looks_like_der: bool },
     /// A private key was expected, but none was found.
     #[error("{}: holds no private key (expected \"-----BEGIN PRIVATE KEY-----\", \"RSA PRIVATE KEY\" or \"EC PRIVATE KEY\"){}", path.display(), if *.holds_certificate { "; it holds a certificate, which belongs in the matching *_cert option" } else { "" })]
-    NoKey {
-        path: PathBuf,
-        holds_certificate: bool,
-    },
+    NoKey { path: PathBuf, holds_certificate: bool },
     /// The key is encrypted with a passphrase, which a daemon cannot type in.
     #[error("{}: the private key is encrypted; decrypt it once with `openssl pkey -in {} -out KEY.pem` and point the option at the result", path.display(), path.display())]
     EncryptedKey { path: PathBuf },
@@ -72,11 +66,7 @@ pub enum PemError {
     Malformed { path: PathBuf, detail: String },
     /// A section decoded, but it is not an X.509 certificate.
     #[error("{}: certificate #{index} is not a valid X.509 certificate: {detail}", path.display())]
-    BadCertificate {
-        path: PathBuf,
-        index: usize,
-        detail: String,
-    },
+    BadCertificate { path: PathBuf, index: usize, detail: String },
 }
 
 fn der_hint(looks_like_der: bool, path: &std::path::Path) -> String {
@@ -97,33 +87,19 @@ fn der_hint(looks_like_der: bool, path: &std::path::Path) -> String {
 pub enum ConfigError {
     /// The configuration file could not be read.
     #[error("cannot read configuration file {}: {source}", path.display())]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     /// The YAML does not match the schema (an unknown key, a wrong type). The parser's
     /// message names the key and its line.
     #[error("{}: {message}", path.display())]
     Parse { path: PathBuf, message: String },
     /// A value does not have the form the option needs.
     #[error("{option} ({origin}): {value:?} is not valid: {expected}")]
-    Invalid {
-        option: &'static str,
-        origin: Origin,
-        value: String,
-        expected: String,
-    },
+    Invalid { option: &'static str, origin: Origin, value: String, expected: String },
     /// A required option is missing.
     #[error("{option} is not set; set it in agent.yaml, with {flag} or with ${env}")]
-    Missing {
-        option: &'static str,
-        flag: &'static str,
-        env: &'static str,
-    },
+    Missing { option: &'static str, flag: &'static str, env: &'static str },
     /// Two options contradict each other.
-    #[error(
-        "{first} ({first_origin}) and {second} ({second_origin}) cannot be used together: {fix}"
-    )]
+    #[error("{first} ({first_origin}) and {second} ({second_origin}) cannot be used together: {fix}")]
     Conflict {
         first: &'static str,
         first_origin: Origin,
@@ -133,31 +109,16 @@ pub enum ConfigError {
     },
     /// Half of a pair is set.
     #[error("{present} is set ({origin}) but {missing} is not; a client certificate needs both its certificate and its private key, so set {missing} or remove {present}")]
-    HalfPair {
-        present: &'static str,
-        origin: Origin,
-        missing: &'static str,
-    },
+    HalfPair { present: &'static str, origin: Origin, missing: &'static str },
     /// TLS options are set while TLS is off, which would silently do nothing.
     #[error("security.tls.enabled is false ({origin}) but {} {} set; these take effect only with TLS, so set security.tls.enabled: true or remove {}", list(options), if options.len() == 1 { "is" } else { "are" }, if options.len() == 1 { "it" } else { "them" })]
-    TlsOptionsWithoutTls {
-        origin: Origin,
-        options: Vec<String>,
-    },
+    TlsOptionsWithoutTls { origin: Origin, options: Vec<String> },
     /// A certificate or key file named by an option cannot be used.
     #[error("{option} ({origin}): {error}")]
-    File {
-        option: &'static str,
-        origin: Origin,
-        error: PemError,
-    },
+    File { option: &'static str, origin: Origin, error: PemError },
     /// The client key does not belong to the client certificate.
     #[error("security.tls.client_key {} does not match the public key of security.tls.client_cert {} ({detail}); use the key that was generated with this certificate", key.display(), cert.display())]
-    ClientKeyMismatch {
-        cert: PathBuf,
-        key: PathBuf,
-        detail: String,
-    },
+    ClientKeyMismatch { cert: PathBuf, key: PathBuf, detail: String },
 }
 
 fn list(items: &[String]) -> String {

@@ -29,26 +29,16 @@ pub fn parse_certs(bytes: &[u8], path: &Path) -> Result<Vec<CertificateDer<'stat
         .map(|(_, der)| CertificateDer::from(der.clone()))
         .collect();
     if certs.is_empty() {
-        let holds_key =
-            sections.iter().any(|(kind, _)| is_key(*kind)) || mentions_encrypted_key(bytes);
+        let holds_key = sections.iter().any(|(kind, _)| is_key(*kind)) || mentions_encrypted_key(bytes);
         return Err(if holds_key {
-            PemError::OnlyKey {
-                path: path.to_owned(),
-            }
+            PemError::OnlyKey { path: path.to_owned() }
         } else {
-            PemError::NoCertificate {
-                path: path.to_owned(),
-                looks_like_der: bytes.first() == Some(&0x30),
-            }
+            PemError::NoCertificate { path: path.to_owned(), looks_like_der: bytes.first() == Some(&0x30) }
         });
     }
     for (index, cert) in certs.iter().enumerate() {
         if let Err(err) = x509_parser::parse_x509_certificate(cert) {
-            return Err(PemError::BadCertificate {
-                path: path.to_owned(),
-                index: index + 1,
-                detail: err.to_string(),
-            });
+            return Err(PemError::BadCertificate { path: path.to_owned(), index: index + 1, detail: err.to_string() });
         }
     }
     Ok(certs)
@@ -77,33 +67,19 @@ pub fn parse_private_key(bytes: &[u8], path: &Path) -> Result<PrivateKeyDer<'sta
         return Ok(key);
     }
     if mentions_encrypted_key(bytes) {
-        return Err(PemError::EncryptedKey {
-            path: path.to_owned(),
-        });
+        return Err(PemError::EncryptedKey { path: path.to_owned() });
     }
-    let holds_certificate = sections
-        .iter()
-        .any(|(kind, _)| *kind == SectionKind::Certificate);
-    Err(PemError::NoKey {
-        path: path.to_owned(),
-        holds_certificate,
-    })
+    let holds_certificate = sections.iter().any(|(kind, _)| *kind == SectionKind::Certificate);
+    Err(PemError::NoKey { path: path.to_owned(), holds_certificate })
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, PemError> {
     let bytes = fs::read(path).map_err(|source| match source.kind() {
-        ErrorKind::NotFound => PemError::NotFound {
-            path: path.to_owned(),
-        },
-        _ => PemError::Unreadable {
-            path: path.to_owned(),
-            source,
-        },
+        ErrorKind::NotFound => PemError::NotFound { path: path.to_owned() },
+        _ => PemError::Unreadable { path: path.to_owned(), source },
     })?;
     if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(PemError::Empty {
-            path: path.to_owned(),
-        });
+        return Err(PemError::Empty { path: path.to_owned() });
     }
     Ok(bytes)
 }
@@ -111,31 +87,22 @@ fn read(path: &Path) -> Result<Vec<u8>, PemError> {
 /// Every PEM section of a kind rustls-pki-types knows, in order.
 fn sections(bytes: &[u8], path: &Path) -> Result<Vec<(SectionKind, Vec<u8>)>, PemError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(PemError::Empty {
-            path: path.to_owned(),
-        });
+        return Err(PemError::Empty { path: path.to_owned() });
     }
     <(SectionKind, Vec<u8>)>::pem_slice_iter(bytes)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|err| PemError::Malformed {
-            path: path.to_owned(),
-            detail: err.to_string(),
-        })
+        .map_err(|err| PemError::Malformed { path: path.to_owned(), detail: err.to_string() })
 }
 
 fn is_key(kind: SectionKind) -> bool {
-    matches!(
-        kind,
-        SectionKind::PrivateKey | SectionKind::RsaPrivateKey | SectionKind::EcPrivateKey
-    )
+    matches!(kind, SectionKind::PrivateKey | SectionKind::RsaPrivateKey | SectionKind::EcPrivateKey)
 }
 
 /// rustls-pki-types skips section labels it does not know, such as encrypted keys; look
 /// for them by name so the error can say what the file really holds.
 fn mentions_encrypted_key(bytes: &[u8]) -> bool {
     let text = String::from_utf8_lossy(bytes);
-    text.contains("-----BEGIN ENCRYPTED PRIVATE KEY-----")
-        || text.contains("Proc-Type: 4,ENCRYPTED")
+    text.contains("-----BEGIN ENCRYPTED PRIVATE KEY-----") || text.contains("Proc-Type: 4,ENCRYPTED")
 }
 
 #[cfg(test)]
@@ -165,70 +132,42 @@ mod tests {
     fn der_gets_a_conversion_hint() {
         let der = parse_certs(LEAF, p()).unwrap().remove(0);
         let err = parse_certs(der.as_ref(), p()).unwrap_err();
-        assert!(
-            err.to_string().contains("openssl x509 -inform der"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("openssl x509 -inform der"), "{err}");
     }
 
     #[test]
     fn blank_file_is_empty() {
-        assert!(matches!(
-            parse_certs(b" \n\n", p()),
-            Err(PemError::Empty { .. })
-        ));
+        assert!(matches!(parse_certs(b" \n\n", p()), Err(PemError::Empty { .. })));
     }
 
     #[test]
     fn garbage_inside_a_certificate_section_is_caught() {
         let text = b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
         let err = parse_certs(text, p()).unwrap_err();
-        assert!(
-            matches!(err, PemError::BadCertificate { index: 1, .. }),
-            "{err}"
-        );
+        assert!(matches!(err, PemError::BadCertificate { index: 1, .. }), "{err}");
     }
 
     #[test]
     fn broken_pem_is_malformed() {
         let text = b"-----BEGIN CERTIFICATE-----\nAAAA\n";
-        assert!(matches!(
-            parse_certs(text, p()),
-            Err(PemError::Malformed { .. })
-        ));
+        assert!(matches!(parse_certs(text, p()), Err(PemError::Malformed { .. })));
     }
 
     #[test]
     fn key_file_holding_a_certificate_says_so() {
         let err = parse_private_key(LEAF, p()).unwrap_err();
-        assert!(
-            matches!(
-                err,
-                PemError::NoKey {
-                    holds_certificate: true,
-                    ..
-                }
-            ),
-            "{err}"
-        );
+        assert!(matches!(err, PemError::NoKey { holds_certificate: true, .. }), "{err}");
     }
 
     #[test]
     fn encrypted_key_is_explained() {
-        let text =
-            b"-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n";
-        assert!(matches!(
-            parse_private_key(text, p()),
-            Err(PemError::EncryptedKey { .. })
-        ));
+        let text = b"-----BEGIN ENCRYPTED PRIVATE KEY-----\nAAAA\n-----END ENCRYPTED PRIVATE KEY-----\n";
+        assert!(matches!(parse_private_key(text, p()), Err(PemError::EncryptedKey { .. })));
     }
 
     #[test]
     fn pkcs8_key_loads() {
-        assert!(matches!(
-            parse_private_key(KEY, p()),
-            Ok(PrivateKeyDer::Pkcs8(_))
-        ));
+        assert!(matches!(parse_private_key(KEY, p()), Ok(PrivateKeyDer::Pkcs8(_))));
     }
 
     #[test]

@@ -58,10 +58,7 @@ impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let formatted = time::OffsetDateTime::from_unix_timestamp(self.0)
             .ok()
-            .and_then(|t| {
-                t.format(&time::format_description::well_known::Rfc3339)
-                    .ok()
-            });
+            .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok());
         match formatted {
             Some(text) => f.write_str(&text),
             None => write!(f, "@{}", self.0),
@@ -122,11 +119,7 @@ impl CertSummary {
                 }
             }
         }
-        let is_ca = cert
-            .basic_constraints()
-            .ok()
-            .flatten()
-            .map(|bc| bc.value.ca);
+        let is_ca = cert.basic_constraints().ok().flatten().map(|bc| bc.value.ca);
         let server_auth = match cert.extended_key_usage() {
             Ok(Some(eku)) => eku.value.server_auth || eku.value.any,
             _ => true,
@@ -204,13 +197,7 @@ mod tests {
     fn reads_names_and_window() {
         let s = leaf(include_bytes!("../fixtures/pki/master.pem"));
         assert_eq!(s.dns_names, ["master.det.test", "localhost"]);
-        assert_eq!(
-            s.ip_addresses,
-            [
-                "127.0.0.1".parse::<IpAddr>().unwrap(),
-                "::1".parse().unwrap()
-            ]
-        );
+        assert_eq!(s.ip_addresses, ["127.0.0.1".parse::<IpAddr>().unwrap(), "::1".parse().unwrap()]);
         assert_eq!(s.not_before.to_string(), "2024-01-01T00:00:00Z");
         assert_eq!(s.not_after.to_string(), "2124-01-01T00:00:00Z");
         assert_eq!(s.is_ca, Some(false));

@@ -29,14 +29,8 @@ enum Mode {
     SkipVerify,
 }
 
-const MODES: [Mode; 6] = [
-    Mode::CaPublic,
-    Mode::CaFixtureRoot,
-    Mode::PinnedRoot,
-    Mode::PinnedChain,
-    Mode::PinnedLeaf,
-    Mode::SkipVerify,
-];
+const MODES: [Mode; 6] =
+    [Mode::CaPublic, Mode::CaFixtureRoot, Mode::PinnedRoot, Mode::PinnedChain, Mode::PinnedLeaf, Mode::SkipVerify];
 
 #[derive(Clone, Copy, PartialEq)]
 enum Window {
@@ -65,20 +59,8 @@ struct Fixture {
     by_ip: bool,
 }
 
-const fn f(
-    stem: &'static str,
-    window: Window,
-    issued: Issued,
-    by_name: bool,
-    by_ip: bool,
-) -> Fixture {
-    Fixture {
-        stem,
-        window,
-        issued,
-        by_name,
-        by_ip,
-    }
+const fn f(stem: &'static str, window: Window, issued: Issued, by_name: bool, by_ip: bool) -> Fixture {
+    Fixture { stem, window, issued, by_name, by_ip }
 }
 
 const FIXTURES: &[Fixture] = &[
@@ -87,30 +69,12 @@ const FIXTURES: &[Fixture] = &[
     f("ip-only", Window::Valid, Issued::FixturePki, false, true),
     f("dns-only", Window::Valid, Issued::FixturePki, true, false),
     f("expired", Window::Expired, Issued::FixturePki, true, true),
-    f(
-        "not-yet-valid",
-        Window::NotYetValid,
-        Issued::FixturePki,
-        true,
-        true,
-    ),
-    f(
-        "wrong-name",
-        Window::Valid,
-        Issued::FixturePki,
-        false,
-        false,
-    ),
+    f("not-yet-valid", Window::NotYetValid, Issued::FixturePki, true, true),
+    f("wrong-name", Window::Valid, Issued::FixturePki, false, false),
     f("no-san", Window::Valid, Issued::FixturePki, false, false),
     f("unrelated-ca", Window::Valid, Issued::Unrelated, true, true),
     f("self-signed-ca", Window::Valid, Issued::SelfCa, true, true),
-    f(
-        "self-signed-leaf",
-        Window::Valid,
-        Issued::SelfLeaf,
-        true,
-        true,
-    ),
+    f("self-signed-leaf", Window::Valid, Issued::SelfLeaf, true, true),
 ];
 
 fn expected(mode: Mode, fx: &Fixture, by_ip: bool) -> Result<(), RejectionKind> {
@@ -120,11 +84,7 @@ fn expected(mode: Mode, fx: &Fixture, by_ip: bool) -> Result<(), RejectionKind> 
         Window::Expired => Err(Expired),
         Window::NotYetValid => Err(NotYetValid),
     };
-    let name = if name_ok {
-        Ok(())
-    } else {
-        Err(NotValidForName)
-    };
+    let name = if name_ok { Ok(()) } else { Err(NotValidForName) };
     match mode {
         Mode::SkipVerify => Ok(()),
         Mode::PinnedLeaf => window.and(name),
@@ -133,9 +93,7 @@ fn expected(mode: Mode, fx: &Fixture, by_ip: bool) -> Result<(), RejectionKind> 
             match fx.issued {
                 // webpki refuses a CA as end entity before it looks for an issuer; when
                 // pinned, that certificate simply is not the pinned one.
-                Issued::SelfCa if matches!(mode, Mode::CaPublic | Mode::CaFixtureRoot) => {
-                    Err(CaUsedAsEndEntity)
-                }
+                Issued::SelfCa if matches!(mode, Mode::CaPublic | Mode::CaFixtureRoot) => Err(CaUsedAsEndEntity),
                 Issued::SelfCa | Issued::SelfLeaf | Issued::Unrelated => Err(UnknownIssuer),
                 Issued::FixturePki if mode == Mode::CaPublic => Err(UnknownIssuer),
                 Issued::FixturePki => name,
@@ -152,9 +110,7 @@ fn trust(mode: Mode, fx: &Fixture) -> Option<Trust> {
         Mode::PinnedChain => Some(pinned("chain-to-root.pem")),
         Mode::PinnedLeaf => {
             // Only the leaf, not the intermediate it is served with.
-            let Trust::Pinned(mut p) = pinned(&format!("{}.pem", fx.stem)) else {
-                unreachable!()
-            };
+            let Trust::Pinned(mut p) = pinned(&format!("{}.pem", fx.stem)) else { unreachable!() };
             p.certs.truncate(1);
             Some(Trust::Pinned(p))
         }
@@ -181,11 +137,7 @@ async fn every_mode_every_fixture_by_name_and_by_ip() {
                         .await
                     }
                 };
-                let got = if report.verdict.ok {
-                    Ok(())
-                } else {
-                    Err(report.verdict.rejection)
-                };
+                let got = if report.verdict.ok { Ok(()) } else { Err(report.verdict.rejection) };
                 let want = expected(mode, fx, by_ip);
                 if got != want.map_err(Some) {
                     failures.push(format!(
@@ -200,27 +152,16 @@ async fn every_mode_every_fixture_by_name_and_by_ip() {
                     (Ok(()), Event::Handshake { sni, .. }) => {
                         let want_sni = (!by_ip).then(|| "localhost".to_owned());
                         if sni != want_sni {
-                            failures.push(format!(
-                                "{} {mode:?} dial {host}: server saw SNI {sni:?}",
-                                fx.stem
-                            ));
+                            failures.push(format!("{} {mode:?} dial {host}: server saw SNI {sni:?}", fx.stem));
                         }
                     }
                     (Err(_), Event::HandshakeFailed { .. }) => {}
-                    (_, event) => failures.push(format!(
-                        "{} {mode:?} dial {host}: server saw {event:?}",
-                        fx.stem
-                    )),
+                    (_, event) => failures.push(format!("{} {mode:?} dial {host}: server saw {event:?}", fx.stem)),
                 }
             }
         }
         master.stop().await;
     }
     assert_eq!(cases, FIXTURES.len() * MODES.len() * 2);
-    assert!(
-        failures.is_empty(),
-        "{} of {cases} cases wrong:\n{}",
-        failures.len(),
-        failures.join("\n")
-    );
+    assert!(failures.is_empty(), "{} of {cases} cases wrong:\n{}", failures.len(), failures.join("\n"));
 }

@@ -16,10 +16,7 @@ pub const TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Trust from a fixture file, as if named in security.tls.master_cert.
 pub fn pinned(file: &str) -> Trust {
-    Trust::Pinned(PinnedCerts {
-        path: fixtures::path(file),
-        certs: fixtures::certs(file),
-    })
+    Trust::Pinned(PinnedCerts { path: fixtures::path(file), certs: fixtures::certs(file) })
 }
 
 /// A TLS config dialing `host` at `addr`'s port.
@@ -39,12 +36,7 @@ pub fn with_name(mut tls: TlsConfig, name: &str) -> TlsConfig {
 pub fn ca_with_fixture_root() -> Arc<ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(fixtures::certs("root-ca.pem").remove(0)).unwrap();
-    tls::client_config_with(
-        MasterVerifier::with_roots(roots, tls::provider()),
-        None,
-        tls::provider(),
-    )
-    .unwrap()
+    tls::client_config_with(MasterVerifier::with_roots(roots, tls::provider()), None, tls::provider()).unwrap()
 }
 
 /// Dials through the same code as `det-agent check`.

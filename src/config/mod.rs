@@ -45,11 +45,7 @@ pub struct Config {
 impl Config {
     /// A configuration with every default, for the given master, TLS as given.
     pub fn new(master_host: Host, tls: Option<TlsConfig>) -> Self {
-        let master_port = if tls.is_some() {
-            DEFAULT_TLS_PORT
-        } else {
-            DEFAULT_PLAIN_PORT
-        };
+        let master_port = if tls.is_some() { DEFAULT_TLS_PORT } else { DEFAULT_PLAIN_PORT };
         Config {
             master_host,
             master_port,
@@ -94,27 +90,23 @@ impl Host {
             return Err("expected a DNS name or an IP address, got an empty value".to_owned());
         }
         if text.contains("://") {
-            return Err("expected a bare host name or IP address, not a URL; drop the scheme and put the port in master_port".to_owned());
+            return Err(
+                "expected a bare host name or IP address, not a URL; drop the scheme and put the port in master_port"
+                    .to_owned(),
+            );
         }
-        let unbracketed = text
-            .strip_prefix('[')
-            .and_then(|t| t.strip_suffix(']'))
-            .unwrap_or(text);
+        let unbracketed = text.strip_prefix('[').and_then(|t| t.strip_suffix(']')).unwrap_or(text);
         if let Ok(ip) = unbracketed.parse::<IpAddr>() {
             return Ok(Host::Ip(ip));
         }
         if let Some((host, port)) = text.rsplit_once(':') {
             if !host.contains(':') && port.parse::<u16>().is_ok() {
-                return Err(format!(
-                    "expected a host without a port; use {host:?} and put {port} in master_port"
-                ));
+                return Err(format!("expected a host without a port; use {host:?} and put {port} in master_port"));
             }
         }
         match DnsName::try_from(text.to_owned()) {
             Ok(name) => Ok(Host::Dns(name)),
-            Err(_) => Err(
-                "expected a DNS name (letters, digits, '-' and '.') or an IP address".to_owned(),
-            ),
+            Err(_) => Err("expected a DNS name (letters, digits, '-' and '.') or an IP address".to_owned()),
         }
     }
 
@@ -150,11 +142,7 @@ pub struct TlsConfig {
 impl TlsConfig {
     /// TLS with the given trust, no name override and no client certificate.
     pub fn new(trust: Trust) -> Self {
-        TlsConfig {
-            trust,
-            master_cert_name: None,
-            client_identity: None,
-        }
+        TlsConfig { trust, master_cert_name: None, client_identity: None }
     }
 }
 
@@ -228,28 +216,15 @@ impl ClientIdentity {
         chain: Vec<CertificateDer<'static>>,
         key: PrivateKeyDer<'static>,
     ) -> Self {
-        ClientIdentity {
-            cert_path,
-            key_path,
-            chain,
-            key: Arc::new(key),
-        }
+        ClientIdentity { cert_path, key_path, chain, key: Arc::new(key) }
     }
 
     /// Loads and checks a client certificate and key.
     ///
     /// # Errors
     /// Either file cannot be used, or the key does not belong to the certificate.
-    pub fn load(
-        cert_path: &std::path::Path,
-        key_path: &std::path::Path,
-    ) -> Result<Self, crate::ConfigError> {
-        sources::load_client_identity(
-            cert_path,
-            key_path,
-            crate::error::Origin::Api,
-            crate::error::Origin::Api,
-        )
+    pub fn load(cert_path: &std::path::Path, key_path: &std::path::Path) -> Result<Self, crate::ConfigError> {
+        sources::load_client_identity(cert_path, key_path, crate::error::Origin::Api, crate::error::Origin::Api)
     }
 
     /// A copy of the private key.
@@ -274,28 +249,12 @@ mod tests {
 
     #[test]
     fn hosts_parse_with_helpful_errors() {
-        assert_eq!(
-            Host::parse("10.0.0.5").unwrap(),
-            Host::Ip("10.0.0.5".parse().unwrap())
-        );
-        assert_eq!(
-            Host::parse("[::1]").unwrap(),
-            Host::Ip("::1".parse().unwrap())
-        );
-        assert_eq!(
-            Host::parse("fe80::1").unwrap(),
-            Host::Ip("fe80::1".parse().unwrap())
-        );
-        assert!(matches!(
-            Host::parse("master.example.com").unwrap(),
-            Host::Dns(_)
-        ));
-        assert!(Host::parse("https://m.example.com")
-            .unwrap_err()
-            .contains("not a URL"));
-        assert!(Host::parse("m.example.com:8443")
-            .unwrap_err()
-            .contains("put 8443 in master_port"));
+        assert_eq!(Host::parse("10.0.0.5").unwrap(), Host::Ip("10.0.0.5".parse().unwrap()));
+        assert_eq!(Host::parse("[::1]").unwrap(), Host::Ip("::1".parse().unwrap()));
+        assert_eq!(Host::parse("fe80::1").unwrap(), Host::Ip("fe80::1".parse().unwrap()));
+        assert!(matches!(Host::parse("master.example.com").unwrap(), Host::Dns(_)));
+        assert!(Host::parse("https://m.example.com").unwrap_err().contains("not a URL"));
+        assert!(Host::parse("m.example.com:8443").unwrap_err().contains("put 8443 in master_port"));
         assert!(Host::parse("bad host").is_err());
         assert!(Host::parse("").is_err());
     }
@@ -305,10 +264,7 @@ mod tests {
         let mut tls = TlsConfig::new(Trust::PublicRoots);
         tls.master_cert_name = Some(DnsName::try_from("master.example.com").unwrap().to_owned());
         let cfg = Config::new(Host::parse("10.0.0.5").unwrap(), Some(tls));
-        assert_eq!(
-            cfg.server_name(),
-            ServerName::try_from("master.example.com").unwrap()
-        );
+        assert_eq!(cfg.server_name(), ServerName::try_from("master.example.com").unwrap());
         assert_eq!(cfg.master_port, DEFAULT_TLS_PORT);
     }
 }

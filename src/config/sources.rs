@@ -10,10 +10,7 @@ use std::time::Duration;
 use rustls_pki_types::DnsName;
 use serde::Deserialize;
 
-use super::{
-    ClientIdentity, Config, Host, PinnedCerts, TlsConfig, Trust, DEFAULT_PLAIN_PORT,
-    DEFAULT_TLS_PORT,
-};
+use super::{ClientIdentity, Config, Host, PinnedCerts, TlsConfig, Trust, DEFAULT_PLAIN_PORT, DEFAULT_TLS_PORT};
 use crate::error::{ConfigError, Origin};
 use crate::pem;
 
@@ -116,92 +113,28 @@ struct Opt {
 
 macro_rules! opt {
     ($name:ident, $key:literal, $flag:literal, $env:literal) => {
-        const $name: Opt = Opt {
-            key: $key,
-            flag: $flag,
-            env: $env,
-        };
+        const $name: Opt = Opt { key: $key, flag: $flag, env: $env };
     };
 }
-opt!(
-    MASTER_HOST,
-    "master_host",
-    "--master-host",
-    "DET_MASTER_HOST"
-);
-opt!(
-    MASTER_PORT,
-    "master_port",
-    "--master-port",
-    "DET_MASTER_PORT"
-);
+opt!(MASTER_HOST, "master_host", "--master-host", "DET_MASTER_HOST");
+opt!(MASTER_PORT, "master_port", "--master-port", "DET_MASTER_PORT");
 opt!(AGENT_ID, "agent_id", "--agent-id", "DET_AGENT_ID");
-opt!(
-    RESOURCE_POOL,
-    "resource_pool",
-    "--resource-pool",
-    "DET_RESOURCE_POOL"
-);
-opt!(
-    CONTAINER_HOST,
-    "container_master_host",
-    "--container-master-host",
-    "DET_CONTAINER_MASTER_HOST"
-);
-opt!(
-    CONTAINER_PORT,
-    "container_master_port",
-    "--container-master-port",
-    "DET_CONTAINER_MASTER_PORT"
-);
-opt!(
-    ATTEMPTS,
-    "agent_reconnect_attempts",
-    "--agent-reconnect-attempts",
-    "DET_AGENT_RECONNECT_ATTEMPTS"
-);
-opt!(
-    BACKOFF,
-    "agent_reconnect_backoff",
-    "--agent-reconnect-backoff",
-    "DET_AGENT_RECONNECT_BACKOFF"
-);
-opt!(
-    TLS_ENABLED,
-    "security.tls.enabled",
-    "--security-tls-enabled",
-    "DET_SECURITY_TLS_ENABLED"
-);
-opt!(
-    SKIP_VERIFY,
-    "security.tls.skip_verify",
-    "--security-tls-skip-verify",
-    "DET_SECURITY_TLS_SKIP_VERIFY"
-);
-opt!(
-    MASTER_CERT,
-    "security.tls.master_cert",
-    "--security-tls-master-cert",
-    "DET_SECURITY_TLS_MASTER_CERT"
-);
+opt!(RESOURCE_POOL, "resource_pool", "--resource-pool", "DET_RESOURCE_POOL");
+opt!(CONTAINER_HOST, "container_master_host", "--container-master-host", "DET_CONTAINER_MASTER_HOST");
+opt!(CONTAINER_PORT, "container_master_port", "--container-master-port", "DET_CONTAINER_MASTER_PORT");
+opt!(ATTEMPTS, "agent_reconnect_attempts", "--agent-reconnect-attempts", "DET_AGENT_RECONNECT_ATTEMPTS");
+opt!(BACKOFF, "agent_reconnect_backoff", "--agent-reconnect-backoff", "DET_AGENT_RECONNECT_BACKOFF");
+opt!(TLS_ENABLED, "security.tls.enabled", "--security-tls-enabled", "DET_SECURITY_TLS_ENABLED");
+opt!(SKIP_VERIFY, "security.tls.skip_verify", "--security-tls-skip-verify", "DET_SECURITY_TLS_SKIP_VERIFY");
+opt!(MASTER_CERT, "security.tls.master_cert", "--security-tls-master-cert", "DET_SECURITY_TLS_MASTER_CERT");
 opt!(
     CERT_NAME,
     "security.tls.master_cert_name",
     "--security-tls-master-cert-name",
     "DET_SECURITY_TLS_MASTER_CERT_NAME"
 );
-opt!(
-    CLIENT_CERT,
-    "security.tls.client_cert",
-    "--security-tls-client-cert",
-    "DET_SECURITY_TLS_CLIENT_CERT"
-);
-opt!(
-    CLIENT_KEY,
-    "security.tls.client_key",
-    "--security-tls-client-key",
-    "DET_SECURITY_TLS_CLIENT_KEY"
-);
+opt!(CLIENT_CERT, "security.tls.client_cert", "--security-tls-client-cert", "DET_SECURITY_TLS_CLIENT_CERT");
+opt!(CLIENT_KEY, "security.tls.client_key", "--security-tls-client-key", "DET_SECURITY_TLS_CLIENT_KEY");
 
 /// A value and where it came from.
 struct Setting<T> {
@@ -226,30 +159,20 @@ impl ConfigArgs {
         };
         let file = match &path {
             Some(path) => {
-                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-                    path: path.clone(),
-                    source,
-                })?;
+                let text =
+                    std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.clone(), source })?;
                 parse_file(&text, path)?
             }
             None => FileConfig::default(),
         };
-        Resolver {
-            args: self,
-            env,
-            file_path: path.as_deref(),
-        }
-        .resolve(file)
+        Resolver { args: self, env, file_path: path.as_deref() }.resolve(file)
     }
 }
 
 fn parse_file(text: &str, path: &Path) -> Result<FileConfig, ConfigError> {
     // An empty file, or one holding only comments, is an empty configuration.
-    let parsed: Option<FileConfig> =
-        serde_norway::from_str(text).map_err(|e| ConfigError::Parse {
-            path: path.to_owned(),
-            message: e.to_string(),
-        })?;
+    let parsed: Option<FileConfig> = serde_norway::from_str(text)
+        .map_err(|e| ConfigError::Parse { path: path.to_owned(), message: e.to_string() })?;
     Ok(parsed.unwrap_or_default())
 }
 
@@ -276,17 +199,9 @@ impl Resolver<'_> {
         match text {
             Some((value, origin)) => match parse(&value) {
                 Ok(v) => Ok(Some(Setting { value: v, origin })),
-                Err(expected) => Err(ConfigError::Invalid {
-                    option: opt.key,
-                    origin,
-                    value,
-                    expected,
-                }),
+                Err(expected) => Err(ConfigError::Invalid { option: opt.key, origin, value, expected }),
             },
-            None => Ok(file.map(|value| Setting {
-                value,
-                origin: self.file_origin(),
-            })),
+            None => Ok(file.map(|value| Setting { value, origin: self.file_origin() })),
         }
     }
 
@@ -320,84 +235,40 @@ impl Resolver<'_> {
             .transpose()
         };
         let master_host = self
-            .pick(
-                &MASTER_HOST,
-                &a.master_host,
-                host_from_file(file.master_host, &MASTER_HOST)?,
-                Host::parse,
-            )?
-            .ok_or(ConfigError::Missing {
-                option: MASTER_HOST.key,
-                flag: MASTER_HOST.flag,
-                env: MASTER_HOST.env,
-            })?;
+            .pick(&MASTER_HOST, &a.master_host, host_from_file(file.master_host, &MASTER_HOST)?, Host::parse)?
+            .ok_or(ConfigError::Missing { option: MASTER_HOST.key, flag: MASTER_HOST.flag, env: MASTER_HOST.env })?;
         let master_port = self.pick(&MASTER_PORT, &a.master_port, file.master_port, parse_port)?;
         let agent_id = self.pick(&AGENT_ID, &a.agent_id, file.agent_id, parse_label)?;
-        let resource_pool = self.pick(
-            &RESOURCE_POOL,
-            &a.resource_pool,
-            file.resource_pool,
-            parse_label,
-        )?;
+        let resource_pool = self.pick(&RESOURCE_POOL, &a.resource_pool, file.resource_pool, parse_label)?;
         let container_master_host = self.pick(
             &CONTAINER_HOST,
             &a.container_master_host,
             host_from_file(file.container_master_host, &CONTAINER_HOST)?,
             Host::parse,
         )?;
-        let container_master_port = self.pick(
-            &CONTAINER_PORT,
-            &a.container_master_port,
-            file.container_master_port,
-            parse_port,
-        )?;
-        let attempts = self.pick(
-            &ATTEMPTS,
-            &a.agent_reconnect_attempts,
-            file.agent_reconnect_attempts,
-            |s| {
-                s.parse::<u32>()
-                    .map_err(|_| "expected a whole number of attempts (0 = keep trying)".to_owned())
-            },
-        )?;
-        let backoff = self.pick(
-            &BACKOFF,
-            &a.agent_reconnect_backoff,
-            file.agent_reconnect_backoff,
-            |s| {
-                s.parse::<f64>()
-                    .map_err(|_| "expected a number of seconds".to_owned())
-            },
-        )?;
+        let container_master_port =
+            self.pick(&CONTAINER_PORT, &a.container_master_port, file.container_master_port, parse_port)?;
+        let attempts = self.pick(&ATTEMPTS, &a.agent_reconnect_attempts, file.agent_reconnect_attempts, |s| {
+            s.parse::<u32>().map_err(|_| "expected a whole number of attempts (0 = keep trying)".to_owned())
+        })?;
+        let backoff = self.pick(&BACKOFF, &a.agent_reconnect_backoff, file.agent_reconnect_backoff, |s| {
+            s.parse::<f64>().map_err(|_| "expected a number of seconds".to_owned())
+        })?;
         let backoff = match backoff {
             Some(s) => check_backoff(s)?,
             None => Duration::from_secs(5),
         };
 
-        let enabled = self.pick(
-            &TLS_ENABLED,
-            &a.security_tls_enabled,
-            ftls.enabled,
-            parse_bool,
-        )?;
-        let skip_verify = self.pick(
-            &SKIP_VERIFY,
-            &a.security_tls_skip_verify,
-            ftls.skip_verify,
-            parse_bool,
-        )?;
+        let enabled = self.pick(&TLS_ENABLED, &a.security_tls_enabled, ftls.enabled, parse_bool)?;
+        let skip_verify = self.pick(&SKIP_VERIFY, &a.security_tls_skip_verify, ftls.skip_verify, parse_bool)?;
         let master_cert = self.pick(
             &MASTER_CERT,
             &a.security_tls_master_cert,
             ftls.master_cert.map(|p| self.file_relative(p)),
             parse_path,
         )?;
-        let cert_name = self.pick(
-            &CERT_NAME,
-            &a.security_tls_master_cert_name,
-            ftls.master_cert_name,
-            |s| Ok(s.to_owned()),
-        )?;
+        let cert_name =
+            self.pick(&CERT_NAME, &a.security_tls_master_cert_name, ftls.master_cert_name, |s| Ok(s.to_owned()))?;
         let client_cert = self.pick(
             &CLIENT_CERT,
             &a.security_tls_client_cert,
@@ -413,13 +284,7 @@ impl Resolver<'_> {
 
         let tls_on = enabled.as_ref().is_some_and(|s| s.value);
         let tls = if tls_on {
-            Some(tls_config(
-                skip_verify,
-                master_cert,
-                cert_name,
-                client_cert,
-                client_key,
-            )?)
+            Some(tls_config(skip_verify, master_cert, cert_name, client_cert, client_key)?)
         } else {
             let mut set = Vec::new();
             if skip_verify.as_ref().is_some_and(|s| s.value) {
@@ -437,19 +302,12 @@ impl Resolver<'_> {
             }
             if !set.is_empty() {
                 let origin = enabled.map(|s| s.origin).unwrap_or(Origin::Default);
-                return Err(ConfigError::TlsOptionsWithoutTls {
-                    origin,
-                    options: set,
-                });
+                return Err(ConfigError::TlsOptionsWithoutTls { origin, options: set });
             }
             None
         };
 
-        let default_port = if tls.is_some() {
-            DEFAULT_TLS_PORT
-        } else {
-            DEFAULT_PLAIN_PORT
-        };
+        let default_port = if tls.is_some() { DEFAULT_TLS_PORT } else { DEFAULT_PLAIN_PORT };
         Ok(Config {
             master_host: master_host.value,
             master_port: master_port.map_or(default_port, |s| s.value),
@@ -492,18 +350,9 @@ fn tls_config(
             })
         }
         (None, Some(key)) => {
-            return Err(ConfigError::HalfPair {
-                present: CLIENT_KEY.key,
-                origin: key.origin,
-                missing: CLIENT_CERT.key,
-            })
+            return Err(ConfigError::HalfPair { present: CLIENT_KEY.key, origin: key.origin, missing: CLIENT_CERT.key })
         }
-        (Some(cert), Some(key)) => Some(load_client_identity(
-            &cert.value,
-            &key.value,
-            cert.origin,
-            key.origin,
-        )?),
+        (Some(cert), Some(key)) => Some(load_client_identity(&cert.value, &key.value, cert.origin, key.origin)?),
     };
     let trust = match (master_cert, skip) {
         (Some(cert), _) => {
@@ -512,19 +361,12 @@ fn tls_config(
                 origin: cert.origin,
                 error,
             })?;
-            Trust::Pinned(PinnedCerts {
-                path: cert.value,
-                certs,
-            })
+            Trust::Pinned(PinnedCerts { path: cert.value, certs })
         }
         (None, Some(_)) => Trust::SkipVerify,
         (None, None) => Trust::PublicRoots,
     };
-    Ok(TlsConfig {
-        trust,
-        master_cert_name,
-        client_identity,
-    })
+    Ok(TlsConfig { trust, master_cert_name, client_identity })
 }
 
 /// Loads a client certificate and key and checks that the key belongs to the certificate.
@@ -563,12 +405,7 @@ pub(super) fn load_client_identity(
         Err(rustls::Error::InconsistentKeys(rustls::InconsistentKeys::Unknown)) => {}
         Err(e) => return Err(mismatch(e.to_string())),
     }
-    Ok(ClientIdentity::new(
-        cert_path.to_owned(),
-        key_path.to_owned(),
-        chain,
-        key,
-    ))
+    Ok(ClientIdentity::new(cert_path.to_owned(), key_path.to_owned(), chain, key))
 }
 
 fn check_cert_name(name: Setting<String>) -> Result<DnsName<'static>, ConfigError> {
@@ -578,11 +415,7 @@ fn check_cert_name(name: Setting<String>) -> Result<DnsName<'static>, ConfigErro
         value: name.value.clone(),
         expected: expected.to_owned(),
     };
-    let text = name
-        .value
-        .strip_prefix('[')
-        .and_then(|t| t.strip_suffix(']'))
-        .unwrap_or(&name.value);
+    let text = name.value.strip_prefix('[').and_then(|t| t.strip_suffix(']')).unwrap_or(&name.value);
     if text.parse::<std::net::IpAddr>().is_ok() {
         return Err(invalid(
             "it is an IP address, but master_cert_name must be a DNS name that the master's certificate carries; \
@@ -592,8 +425,7 @@ fn check_cert_name(name: Setting<String>) -> Result<DnsName<'static>, ConfigErro
     if text.contains('*') {
         return Err(invalid("a wildcard cannot be verified; use the concrete name the master is known by, e.g. master.example.com for *.example.com"));
     }
-    DnsName::try_from(name.value.clone())
-        .map_err(|_| invalid("expected a DNS name such as master.example.com"))
+    DnsName::try_from(name.value.clone()).map_err(|_| invalid("expected a DNS name such as master.example.com"))
 }
 
 fn check_backoff(s: Setting<f64>) -> Result<Duration, ConfigError> {
@@ -658,19 +490,11 @@ mod tests {
     }
 
     fn resolve(yaml: &str, args: ConfigArgs, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let env: HashMap<String, String> = env
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect();
+        let env: HashMap<String, String> = env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
         let lookup = move |k: &str| env.get(k).cloned();
         let path = Path::new("/etc/determined/agent.yaml");
         let file = parse_file(yaml, path)?;
-        Resolver {
-            args: &args,
-            env: &lookup,
-            file_path: Some(path),
-        }
-        .resolve(file)
+        Resolver { args: &args, env: &lookup, file_path: Some(path) }.resolve(file)
     }
 
     #[test]
@@ -682,12 +506,9 @@ mod tests {
         assert_eq!(plain.agent_id, default_agent_id());
         assert_eq!(plain.agent_reconnect_attempts, 0);
         assert_eq!(plain.agent_reconnect_backoff, Duration::from_secs(5));
-        let tls = resolve(
-            "master_host: m.example.com\nsecurity:\n  tls:\n    enabled: true\n",
-            ConfigArgs::default(),
-            &[],
-        )
-        .unwrap();
+        let tls =
+            resolve("master_host: m.example.com\nsecurity:\n  tls:\n    enabled: true\n", ConfigArgs::default(), &[])
+                .unwrap();
         assert_eq!(tls.master_port, 8443);
         assert!(matches!(tls.tls.unwrap().trust, Trust::PublicRoots));
     }
@@ -695,14 +516,8 @@ mod tests {
     #[test]
     fn flag_beats_env_beats_file() {
         let yaml = "master_host: file.example.com\nmaster_port: 1111\nagent_id: from-file\n";
-        let env = [
-            ("DET_MASTER_HOST", "env.example.com"),
-            ("DET_MASTER_PORT", "2222"),
-        ];
-        let args = ConfigArgs {
-            master_host: Some("flag.example.com".into()),
-            ..Default::default()
-        };
+        let env = [("DET_MASTER_HOST", "env.example.com"), ("DET_MASTER_PORT", "2222")];
+        let args = ConfigArgs { master_host: Some("flag.example.com".into()), ..Default::default() };
         let cfg = resolve(yaml, args, &env).unwrap();
         assert_eq!(cfg.master_host.to_string(), "flag.example.com");
         assert_eq!(cfg.master_port, 2222);
@@ -711,12 +526,8 @@ mod tests {
 
     #[test]
     fn empty_env_counts_as_unset() {
-        let cfg = resolve(
-            "master_host: file.example.com\n",
-            ConfigArgs::default(),
-            &[("DET_MASTER_HOST", "")],
-        )
-        .unwrap();
+        let cfg =
+            resolve("master_host: file.example.com\n", ConfigArgs::default(), &[("DET_MASTER_HOST", "")]).unwrap();
         assert_eq!(cfg.master_host.to_string(), "file.example.com");
     }
 
@@ -729,108 +540,62 @@ mod tests {
         )
         .unwrap_err();
         let msg = err.to_string();
-        assert!(
-            msg.contains("verify_name") && msg.contains("line 5"),
-            "{msg}"
-        );
+        assert!(msg.contains("verify_name") && msg.contains("line 5"), "{msg}");
     }
 
     #[test]
     fn missing_host_says_every_way_to_set_it() {
-        let msg = resolve("", ConfigArgs::default(), &[])
-            .unwrap_err()
-            .to_string();
-        assert!(
-            msg.contains("--master-host") && msg.contains("DET_MASTER_HOST"),
-            "{msg}"
-        );
+        let msg = resolve("", ConfigArgs::default(), &[]).unwrap_err().to_string();
+        assert!(msg.contains("--master-host") && msg.contains("DET_MASTER_HOST"), "{msg}");
     }
 
     #[test]
     fn bad_env_value_names_the_variable() {
-        let msg = resolve(
-            "master_host: m\n",
-            ConfigArgs::default(),
-            &[("DET_MASTER_PORT", "http")],
-        )
-        .unwrap_err()
-        .to_string();
-        assert!(
-            msg.contains("master_port")
-                && msg.contains("$DET_MASTER_PORT")
-                && msg.contains("\"http\""),
-            "{msg}"
-        );
+        let msg =
+            resolve("master_host: m\n", ConfigArgs::default(), &[("DET_MASTER_PORT", "http")]).unwrap_err().to_string();
+        assert!(msg.contains("master_port") && msg.contains("$DET_MASTER_PORT") && msg.contains("\"http\""), "{msg}");
     }
 
     #[test]
     fn pinned_and_skip_verify_conflict() {
-        let yaml = format!(
-            "master_host: m\nsecurity:\n  tls:\n    enabled: true\n    master_cert: {}\n",
-            pki("root-ca.pem")
-        );
+        let yaml =
+            format!("master_host: m\nsecurity:\n  tls:\n    enabled: true\n    master_cert: {}\n", pki("root-ca.pem"));
         let env = [("DET_SECURITY_TLS_SKIP_VERIFY", "true")];
-        let msg = resolve(&yaml, ConfigArgs::default(), &env)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            msg.contains("cannot be used together")
-                && msg.contains("$DET_SECURITY_TLS_SKIP_VERIFY"),
-            "{msg}"
-        );
+        let msg = resolve(&yaml, ConfigArgs::default(), &env).unwrap_err().to_string();
+        assert!(msg.contains("cannot be used together") && msg.contains("$DET_SECURITY_TLS_SKIP_VERIFY"), "{msg}");
     }
 
     #[test]
     fn half_client_pair_is_refused_both_ways() {
         let base = "master_host: m\nsecurity:\n  tls:\n    enabled: true\n";
         let cert_only = format!("{base}    client_cert: {}\n", pki("client.pem"));
-        let msg = resolve(&cert_only, ConfigArgs::default(), &[])
-            .unwrap_err()
-            .to_string();
-        assert!(
-            msg.contains("security.tls.client_cert is set") && msg.contains("client_key is not"),
-            "{msg}"
-        );
+        let msg = resolve(&cert_only, ConfigArgs::default(), &[]).unwrap_err().to_string();
+        assert!(msg.contains("security.tls.client_cert is set") && msg.contains("client_key is not"), "{msg}");
         let key_only = format!("{base}    client_key: {}\n", pki("client.key"));
-        let msg = resolve(&key_only, ConfigArgs::default(), &[])
-            .unwrap_err()
-            .to_string();
+        let msg = resolve(&key_only, ConfigArgs::default(), &[]).unwrap_err().to_string();
         assert!(msg.contains("security.tls.client_key is set"), "{msg}");
     }
 
     #[test]
     fn tls_options_without_tls_are_refused() {
         let yaml = "master_host: m\nsecurity:\n  tls:\n    master_cert_name: m.example.com\n    skip_verify: true\n";
-        let msg = resolve(yaml, ConfigArgs::default(), &[])
-            .unwrap_err()
-            .to_string();
-        assert!(
-            msg.contains("security.tls.skip_verify, security.tls.master_cert_name are set"),
-            "{msg}"
-        );
+        let msg = resolve(yaml, ConfigArgs::default(), &[]).unwrap_err().to_string();
+        assert!(msg.contains("security.tls.skip_verify, security.tls.master_cert_name are set"), "{msg}");
         // skip_verify: false does nothing and is not an error.
-        assert!(resolve(
-            "master_host: m\nsecurity:\n  tls:\n    skip_verify: false\n",
-            ConfigArgs::default(),
-            &[]
-        )
-        .is_ok());
+        assert!(
+            resolve("master_host: m\nsecurity:\n  tls:\n    skip_verify: false\n", ConfigArgs::default(), &[]).is_ok()
+        );
     }
 
     #[test]
     fn master_cert_problems_name_the_option_and_file() {
         let base = "master_host: m\nsecurity:\n  tls:\n    enabled: true\n";
-        for (file, needle) in [
-            ("does-not-exist.pem", "no such file"),
-            ("master.key", "holds a private key but no certificate"),
-        ] {
-            let msg = resolve(
-                &format!("{base}    master_cert: {}\n", pki(file)),
-                ConfigArgs::default(),
-                &[],
-            )
-            .unwrap_err()
-            .to_string();
+        for (file, needle) in
+            [("does-not-exist.pem", "no such file"), ("master.key", "holds a private key but no certificate")]
+        {
+            let msg = resolve(&format!("{base}    master_cert: {}\n", pki(file)), ConfigArgs::default(), &[])
+                .unwrap_err()
+                .to_string();
             assert!(
                 msg.starts_with("security.tls.master_cert (set in /etc/determined/agent.yaml)")
                     && msg.contains(file)
@@ -847,32 +612,20 @@ mod tests {
             env: &|_| None,
             file_path: Some(Path::new("/etc/determined/agent.yaml")),
         };
-        assert_eq!(
-            r.file_relative("master.crt".into()),
-            PathBuf::from("/etc/determined/master.crt")
-        );
-        assert_eq!(
-            r.file_relative("/abs/master.crt".into()),
-            PathBuf::from("/abs/master.crt")
-        );
+        assert_eq!(r.file_relative("master.crt".into()), PathBuf::from("/etc/determined/master.crt"));
+        assert_eq!(r.file_relative("/abs/master.crt".into()), PathBuf::from("/abs/master.crt"));
     }
 
     #[test]
     fn cert_name_must_be_a_dns_name() {
-        let base =
-            "master_host: 10.0.0.5\nsecurity:\n  tls:\n    enabled: true\n    master_cert_name: ";
+        let base = "master_host: 10.0.0.5\nsecurity:\n  tls:\n    enabled: true\n    master_cert_name: ";
         for (value, needle) in [
             ("10.0.0.6", "is an IP address"),
             ("\"*.example.com\"", "wildcard"),
             ("\"bad name\"", "expected a DNS name"),
         ] {
-            let msg = resolve(&format!("{base}{value}\n"), ConfigArgs::default(), &[])
-                .unwrap_err()
-                .to_string();
-            assert!(
-                msg.contains("security.tls.master_cert_name") && msg.contains(needle),
-                "{msg}"
-            );
+            let msg = resolve(&format!("{base}{value}\n"), ConfigArgs::default(), &[]).unwrap_err().to_string();
+            assert!(msg.contains("security.tls.master_cert_name") && msg.contains(needle), "{msg}");
         }
     }
 
@@ -883,31 +636,15 @@ mod tests {
             pki("client.pem"),
             pki("unrelated.key")
         );
-        let msg = resolve(&yaml, ConfigArgs::default(), &[])
-            .unwrap_err()
-            .to_string();
-        assert!(
-            msg.contains("does not match") && msg.contains("unrelated.key"),
-            "{msg}"
-        );
+        let msg = resolve(&yaml, ConfigArgs::default(), &[]).unwrap_err().to_string();
+        assert!(msg.contains("does not match") && msg.contains("unrelated.key"), "{msg}");
         let good = yaml.replace("unrelated.key", "client.key");
-        assert!(resolve(&good, ConfigArgs::default(), &[])
-            .unwrap()
-            .tls
-            .unwrap()
-            .client_identity
-            .is_some());
+        assert!(resolve(&good, ConfigArgs::default(), &[]).unwrap().tls.unwrap().client_identity.is_some());
     }
 
     #[test]
     fn bool_flags_accept_common_spellings() {
-        for (text, want) in [
-            ("true", true),
-            ("YES", true),
-            ("1", true),
-            ("off", false),
-            ("False", false),
-        ] {
+        for (text, want) in [("true", true), ("YES", true), ("1", true), ("off", false), ("False", false)] {
             assert_eq!(parse_bool(text), Ok(want));
         }
         assert!(parse_bool("maybe").is_err());
@@ -915,18 +652,8 @@ mod tests {
 
     #[test]
     fn backoff_is_bounded() {
-        assert!(resolve(
-            "master_host: m\nagent_reconnect_backoff: -1\n",
-            ConfigArgs::default(),
-            &[]
-        )
-        .is_err());
-        let cfg = resolve(
-            "master_host: m\nagent_reconnect_backoff: 2.5\n",
-            ConfigArgs::default(),
-            &[],
-        )
-        .unwrap();
+        assert!(resolve("master_host: m\nagent_reconnect_backoff: -1\n", ConfigArgs::default(), &[]).is_err());
+        let cfg = resolve("master_host: m\nagent_reconnect_backoff: 2.5\n", ConfigArgs::default(), &[]).unwrap();
         assert_eq!(cfg.agent_reconnect_backoff, Duration::from_millis(2500));
     }
 

@@ -55,11 +55,7 @@ fixtures!(
 /// # Panics
 /// The name is not a fixture: a programming error in the caller.
 pub fn bytes(name: &str) -> &'static [u8] {
-    FILES
-        .iter()
-        .find(|(n, _)| *n == name)
-        .map(|(_, b)| *b)
-        .unwrap_or_else(|| panic!("no fixture named {name}"))
+    FILES.iter().find(|(n, _)| *n == name).map(|(_, b)| *b).unwrap_or_else(|| panic!("no fixture named {name}"))
 }
 
 /// The certificates of a fixture file.

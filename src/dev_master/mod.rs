@@ -79,10 +79,7 @@ impl DevMaster {
                                     .peer_certificates()
                                     .and_then(|c| c.first())
                                     .map(|c| Fingerprint::of(c)),
-                                version: conn
-                                    .protocol_version()
-                                    .map(|v| format!("{v:?}"))
-                                    .unwrap_or_default(),
+                                version: conn.protocol_version().map(|v| format!("{v:?}")).unwrap_or_default(),
                             };
                             let _ = events.send(event);
                             // Hold the connection until the client is done with it.
@@ -90,20 +87,13 @@ impl DevMaster {
                             while matches!(tls.read(&mut sink).await, Ok(n) if n > 0) {}
                         }
                         Err(err) => {
-                            let _ = events.send(Event::HandshakeFailed {
-                                error: err.to_string(),
-                            });
+                            let _ = events.send(Event::HandshakeFailed { error: err.to_string() });
                         }
                     }
                 });
             }
         });
-        Ok(DevMaster {
-            addr,
-            events,
-            stop: Some(stop),
-            task,
-        })
+        Ok(DevMaster { addr, events, stop: Some(stop), task })
     }
 
     /// Serves a fixture identity (e.g. `"master"`) on 127.0.0.1 with a free port.
@@ -152,8 +142,7 @@ pub fn server_config(
     client_ca: Option<Vec<CertificateDer<'static>>>,
 ) -> Result<Arc<ServerConfig>, rustls::Error> {
     let provider = crate::tls::provider();
-    let builder = ServerConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()?;
+    let builder = ServerConfig::builder_with_provider(provider.clone()).with_safe_default_protocol_versions()?;
     let builder = match client_ca {
         Some(cas) => {
             let mut roots = RootCertStore::empty();

@@ -20,10 +20,7 @@ use crate::config::{ClientIdentity, TlsConfig};
 pub enum TlsSetupError {
     /// rustls refused the protocol versions or the client certificate.
     #[error("cannot set up TLS{}: {source}", match .client_cert { Some(p) => format!(" with client certificate {}", p.display()), None => String::new() })]
-    Rustls {
-        client_cert: Option<std::path::PathBuf>,
-        source: rustls::Error,
-    },
+    Rustls { client_cert: Option<std::path::PathBuf>, source: rustls::Error },
 }
 
 /// The client configuration for `tls`: TLS 1.2 or 1.3, the master verifier for its trust
@@ -33,11 +30,7 @@ pub enum TlsSetupError {
 /// rustls rejects the client certificate or key.
 pub fn client_config(tls: &TlsConfig) -> Result<Arc<ClientConfig>, TlsSetupError> {
     let provider = super::provider();
-    let source = if tls.master_cert_name.is_some() {
-        NameSource::MasterCertName
-    } else {
-        NameSource::DialedHost
-    };
+    let source = if tls.master_cert_name.is_some() { NameSource::MasterCertName } else { NameSource::DialedHost };
     let verifier = MasterVerifier::new(&tls.trust, source, provider.clone());
     client_config_with(verifier, tls.client_identity.as_ref(), provider)
 }
@@ -51,19 +44,14 @@ pub fn client_config_with(
     identity: Option<&ClientIdentity>,
     provider: Arc<CryptoProvider>,
 ) -> Result<Arc<ClientConfig>, TlsSetupError> {
-    let err = |source| TlsSetupError::Rustls {
-        client_cert: identity.map(|i| i.cert_path.clone()),
-        source,
-    };
+    let err = |source| TlsSetupError::Rustls { client_cert: identity.map(|i| i.cert_path.clone()), source };
     let builder = ClientConfig::builder_with_provider(provider)
         .with_protocol_versions(&[&TLS13, &TLS12])
         .map_err(err)?
         .dangerous()
         .with_custom_certificate_verifier(Arc::new(verifier));
     let config = match identity {
-        Some(id) => builder
-            .with_client_auth_cert(id.chain.clone(), id.key())
-            .map_err(err)?,
+        Some(id) => builder.with_client_auth_cert(id.chain.clone(), id.key()).map_err(err)?,
         None => builder.with_no_client_auth(),
     };
     Ok(Arc::new(config))

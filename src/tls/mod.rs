@@ -20,9 +20,7 @@ pub use verifier::{MasterVerifier, NameSource};
 /// cipher suites, key exchange groups and signature algorithms.
 pub fn provider() -> Arc<CryptoProvider> {
     static PROVIDER: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
-    PROVIDER
-        .get_or_init(|| Arc::new(rustls::crypto::ring::default_provider()))
-        .clone()
+    PROVIDER.get_or_init(|| Arc::new(rustls::crypto::ring::default_provider())).clone()
 }
 
 /// Finds the verifier's typed rejection inside an error returned by a handshake, however

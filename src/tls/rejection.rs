@@ -71,12 +71,7 @@ impl Rejection {
         // When pinned, a chain that does not lead to the file's certificates is simply not
         // the pinned master, whatever webpki found wrong with it first. Saying "pin it"
         // about a presented CA certificate would invite the operator to trust an impostor.
-        if pinned.is_some()
-            && matches!(
-                kind,
-                RejectionKind::CaUsedAsEndEntity | RejectionKind::InvalidChain
-            )
-        {
+        if pinned.is_some() && matches!(kind, RejectionKind::CaUsedAsEndEntity | RejectionKind::InvalidChain) {
             kind = RejectionKind::UnknownIssuer;
         }
         Rejection {
@@ -176,9 +171,9 @@ impl Rejection {
                 NameSource::DialedHost if is_ip => {
                     format!("set security.tls.master_cert_name to one of: {dns}")
                 }
-                NameSource::DialedHost => format!(
-                    "dial a name it carries, or set security.tls.master_cert_name to one of: {dns}"
-                ),
+                NameSource::DialedHost => {
+                    format!("dial a name it carries, or set security.tls.master_cert_name to one of: {dns}")
+                }
             }
         };
         (problem, fix)
@@ -218,26 +213,14 @@ impl Rejection {
 impl fmt::Display for Rejection {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let (problem, fix) = self.problem_and_fix();
-        write!(
-            f,
-            "master certificate rejected in {}: {problem} — {fix}",
-            self.mode
-        )?;
+        write!(f, "master certificate rejected in {}: {problem} — {fix}", self.mode)?;
         let source = match self.name_source {
             NameSource::DialedHost => "the dialed host",
             NameSource::MasterCertName => "security.tls.master_cert_name",
         };
-        write!(
-            f,
-            "\n  verified name: {} (from {source})",
-            self.name.to_str()
-        )?;
+        write!(f, "\n  verified name: {} (from {source})", self.name.to_str())?;
         for (i, cert) in self.presented.iter().enumerate() {
-            let label = if i == 0 {
-                "presented".to_owned()
-            } else {
-                format!("chain [{i}]")
-            };
+            let label = if i == 0 { "presented".to_owned() } else { format!("chain [{i}]") };
             match cert {
                 Some(c) => write!(f, "\n  {label}: {c}")?,
                 None => write!(f, "\n  {label}: (not a parsable certificate)")?,
@@ -255,22 +238,16 @@ fn classify(e: &CertificateError) -> (RejectionKind, Option<Timestamp>) {
     #[allow(deprecated)]
     match e {
         C::UnknownIssuer => (RejectionKind::UnknownIssuer, None),
-        C::NotValidForName | C::NotValidForNameContext { .. } => {
-            (RejectionKind::NotValidForName, None)
-        }
+        C::NotValidForName | C::NotValidForNameContext { .. } => (RejectionKind::NotValidForName, None),
         C::Expired => (RejectionKind::Expired, None),
         C::ExpiredContext { not_after, .. } => (RejectionKind::Expired, ts(not_after)),
         C::NotValidYet => (RejectionKind::NotYetValid, None),
         C::NotValidYetContext { not_before, .. } => (RejectionKind::NotYetValid, ts(not_before)),
-        C::InvalidPurpose | C::InvalidPurposeContext { .. } => {
-            (RejectionKind::NotForServerAuth, None)
-        }
+        C::InvalidPurpose | C::InvalidPurposeContext { .. } => (RejectionKind::NotForServerAuth, None),
         C::BadSignature
         | C::UnsupportedSignatureAlgorithm
         | C::UnsupportedSignatureAlgorithmContext { .. }
-        | C::UnsupportedSignatureAlgorithmForPublicKeyContext { .. } => {
-            (RejectionKind::BadSignature, None)
-        }
+        | C::UnsupportedSignatureAlgorithmForPublicKeyContext { .. } => (RejectionKind::BadSignature, None),
         C::BadEncoding | C::UnhandledCriticalExtension => (RejectionKind::Malformed, None),
         // rustls passes some webpki errors through as `Other`.
         C::Other(other) => match other.0.downcast_ref::<webpki::Error>() {

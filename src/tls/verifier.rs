@@ -43,11 +43,7 @@ enum Anchors {
     Roots(Arc<RootCertStore>),
     /// Pinned mode: the presented leaf is one of `exact`, or chains to `roots` (the CA
     /// certificates of the same file).
-    Pinned {
-        path: PathBuf,
-        exact: Vec<ExactCert>,
-        roots: Arc<RootCertStore>,
-    },
+    Pinned { path: PathBuf, exact: Vec<ExactCert>, roots: Arc<RootCertStore> },
     /// skip_verify: no chain or name check.
     Unverified,
 }
@@ -82,12 +78,7 @@ impl MasterVerifier {
     /// CA mode with the given roots instead of the public and system ones.
     pub fn with_roots(roots: RootCertStore, provider: Arc<CryptoProvider>) -> Self {
         let mode = format!("CA mode ({} trusted roots)", roots.len());
-        MasterVerifier {
-            anchors: Anchors::Roots(Arc::new(roots)),
-            mode,
-            name_source: NameSource::DialedHost,
-            provider,
-        }
+        MasterVerifier { anchors: Anchors::Roots(Arc::new(roots)), mode, name_source: NameSource::DialedHost, provider }
     }
 
     /// Pinned mode: the certificates of `master_cert` are the only anchors.
@@ -98,11 +89,7 @@ impl MasterVerifier {
     /// certificate that is not a CA (basicConstraints CA:FALSE, or a v3 certificate
     /// without the extension) is only ever matched exactly: its key may not vouch for
     /// other certificates. Validity and name are checked on both paths.
-    pub fn pinned(
-        pinned: &PinnedCerts,
-        name_source: NameSource,
-        provider: Arc<CryptoProvider>,
-    ) -> Self {
+    pub fn pinned(pinned: &PinnedCerts, name_source: NameSource, provider: Arc<CryptoProvider>) -> Self {
         let mut exact = Vec::with_capacity(pinned.certs.len());
         let mut roots = RootCertStore::empty();
         for der in &pinned.certs {
@@ -115,18 +102,11 @@ impl MasterVerifier {
                 // A certificate webpki cannot use as an anchor is still matched exactly.
                 let _ = roots.add(der.clone());
             }
-            exact.push(ExactCert {
-                der: der.clone(),
-                summary,
-            });
+            exact.push(ExactCert { der: der.clone(), summary });
         }
         MasterVerifier {
             mode: Trust::Pinned(pinned.clone()).to_string(),
-            anchors: Anchors::Pinned {
-                path: pinned.path.clone(),
-                exact,
-                roots: Arc::new(roots),
-            },
+            anchors: Anchors::Pinned { path: pinned.path.clone(), exact, roots: Arc::new(roots) },
             name_source,
             provider,
         }
@@ -168,26 +148,15 @@ impl MasterVerifier {
         verify_server_name(&cert, server_name)
     }
 
-    fn verify_exact(
-        &self,
-        pin: &ExactCert,
-        server_name: &ServerName<'_>,
-        now: UnixTime,
-    ) -> Result<(), Error> {
+    fn verify_exact(&self, pin: &ExactCert, server_name: &ServerName<'_>, now: UnixTime) -> Result<(), Error> {
         let time = now.as_secs() as i64;
         if time < pin.summary.not_before.0 {
-            return Err(CertificateError::NotValidYetContext {
-                time: now,
-                not_before: unix(pin.summary.not_before.0),
-            }
-            .into());
+            return Err(
+                CertificateError::NotValidYetContext { time: now, not_before: unix(pin.summary.not_before.0) }.into()
+            );
         }
         if time > pin.summary.not_after.0 {
-            return Err(CertificateError::ExpiredContext {
-                time: now,
-                not_after: unix(pin.summary.not_after.0),
-            }
-            .into());
+            return Err(CertificateError::ExpiredContext { time: now, not_after: unix(pin.summary.not_after.0) }.into());
         }
         if !pin.summary.server_auth {
             return Err(CertificateError::InvalidPurpose.into());
@@ -203,26 +172,16 @@ impl MasterVerifier {
         server_name: &ServerName<'_>,
         now: UnixTime,
     ) -> Error {
-        let presented = std::iter::once(end_entity)
-            .chain(intermediates)
-            .map(|der| CertSummary::parse(der).ok())
-            .collect();
+        let presented =
+            std::iter::once(end_entity).chain(intermediates).map(|der| CertSummary::parse(der).ok()).collect();
         let pinned = match &self.anchors {
-            Anchors::Pinned { path, exact, .. } => Some((
-                path.clone(),
-                exact.iter().map(|e| e.summary.clone()).collect(),
-            )),
+            Anchors::Pinned { path, exact, .. } => {
+                Some((path.clone(), exact.iter().map(|e| e.summary.clone()).collect()))
+            }
             _ => None,
         };
-        let rejection = Rejection::new(
-            cause,
-            self.mode.clone(),
-            server_name.to_owned(),
-            self.name_source,
-            presented,
-            pinned,
-            now,
-        );
+        let rejection =
+            Rejection::new(cause, self.mode.clone(), server_name.to_owned(), self.name_source, presented, pinned, now);
         CertificateError::Other(rustls::OtherError(Arc::new(rejection))).into()
     }
 }
@@ -237,16 +196,13 @@ impl ServerCertVerifier for MasterVerifier {
         now: UnixTime,
     ) -> Result<ServerCertVerified, Error> {
         let outcome = match &self.anchors {
-            Anchors::Roots(roots) => {
-                self.verify_chain(roots, end_entity, intermediates, server_name, now)
+            Anchors::Roots(roots) => self.verify_chain(roots, end_entity, intermediates, server_name, now),
+            Anchors::Pinned { exact, roots, .. } => {
+                match exact.iter().find(|pin| pin.der.as_ref() == end_entity.as_ref()) {
+                    Some(pin) => self.verify_exact(pin, server_name, now),
+                    None => self.verify_chain(roots, end_entity, intermediates, server_name, now),
+                }
             }
-            Anchors::Pinned { exact, roots, .. } => match exact
-                .iter()
-                .find(|pin| pin.der.as_ref() == end_entity.as_ref())
-            {
-                Some(pin) => self.verify_exact(pin, server_name, now),
-                None => self.verify_chain(roots, end_entity, intermediates, server_name, now),
-            },
             Anchors::Unverified => {
                 // Nothing about the certificate is trusted, but it must parse: its public
                 // key is what the handshake signature is verified against.
@@ -271,12 +227,7 @@ impl ServerCertVerifier for MasterVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, Error> {
-        verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
+        verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
     }
 
     fn verify_tls13_signature(
@@ -285,18 +236,11 @@ impl ServerCertVerifier for MasterVerifier {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, Error> {
-        verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
+        verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
+        self.provider.signature_verification_algorithms.supported_schemes()
     }
 }
 
@@ -304,9 +248,7 @@ impl ServerCertVerifier for MasterVerifier {
 /// `SSL_CERT_DIR` are honoured). A host store that cannot be read is logged and skipped,
 /// so a scratch container still trusts the public CAs.
 pub(crate) fn public_roots() -> RootCertStore {
-    let mut roots = RootCertStore {
-        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-    };
+    let mut roots = RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
     let native = rustls_native_certs::load_native_certs();
     for err in &native.errors {
         tracing::debug!(%err, "skipping part of the host trust store");
