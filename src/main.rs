@@ -24,7 +24,7 @@ enum Command {
     /// Exit status: 0 verified (or accepted under skip_verify), 1 not, 2 bad configuration.
     Check {
         #[command(flatten)]
-        config: ConfigArgs,
+        config: Box<ConfigArgs>,
         /// Print the report as one JSON object
         #[arg(long)]
         json: bool,

@@ -171,6 +171,15 @@ mod tests {
     }
 
     #[test]
+    fn unreadable_file_names_the_path_and_the_cause() {
+        // Reading a directory fails with an I/O error other than "not found".
+        let dir = std::env::temp_dir();
+        let err = load_certs(&dir).unwrap_err();
+        assert!(matches!(err, PemError::Unreadable { .. }), "{err}");
+        assert!(err.to_string().starts_with(&format!("{}: cannot read: ", dir.display())), "{err}");
+    }
+
+    #[test]
     fn missing_file_is_not_found() {
         let err = load_certs(Path::new("/nonexistent/det-agent/master.pem")).unwrap_err();
         assert!(matches!(err, PemError::NotFound { .. }));
