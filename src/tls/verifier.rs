@@ -57,22 +57,17 @@ struct ExactCert {
 }
 
 impl MasterVerifier {
-    /// The verifier for a configured trust mode. CA mode loads the bundled Mozilla roots
-    /// and the host's trust store now; call this again to pick up changes to either.
+    /// The verifier for a configured trust mode; `name_source` says which option a name
+    /// mismatch should point at. CA mode loads the bundled Mozilla roots and the host's
+    /// trust store now; call this again to pick up changes to either.
     pub fn new(trust: &Trust, name_source: NameSource, provider: Arc<CryptoProvider>) -> Self {
-        match trust {
-            Trust::PublicRoots => {
-                let mut v = Self::with_roots(public_roots(), provider);
-                v.name_source = name_source;
-                v
-            }
-            Trust::Pinned(pinned) => Self::pinned(pinned, name_source, provider),
-            Trust::SkipVerify => {
-                let mut v = Self::dangerous_unverified(provider);
-                v.name_source = name_source;
-                v
-            }
-        }
+        let mut verifier = match trust {
+            Trust::PublicRoots => Self::with_roots(public_roots(), provider),
+            Trust::Pinned(pinned) => Self::pinned(pinned, provider),
+            Trust::SkipVerify => Self::dangerous_unverified(provider),
+        };
+        verifier.name_source = name_source;
+        verifier
     }
 
     /// CA mode with the given roots instead of the public and system ones.
@@ -89,7 +84,7 @@ impl MasterVerifier {
     /// certificate that is not a CA (basicConstraints CA:FALSE, or a v3 certificate
     /// without the extension) is only ever matched exactly: its key may not vouch for
     /// other certificates. Validity and name are checked on both paths.
-    pub fn pinned(pinned: &PinnedCerts, name_source: NameSource, provider: Arc<CryptoProvider>) -> Self {
+    pub fn pinned(pinned: &PinnedCerts, provider: Arc<CryptoProvider>) -> Self {
         let mut exact = Vec::with_capacity(pinned.certs.len());
         let mut roots = RootCertStore::empty();
         for der in &pinned.certs {
@@ -107,7 +102,7 @@ impl MasterVerifier {
         MasterVerifier {
             mode: Trust::Pinned(pinned.clone()).to_string(),
             anchors: Anchors::Pinned { path: pinned.path.clone(), exact, roots: Arc::new(roots) },
-            name_source,
+            name_source: NameSource::DialedHost,
             provider,
         }
     }
