@@ -234,3 +234,20 @@ fn fixture_config(stem: &str) -> Arc<ServerConfig> {
     let (chain, key) = fixtures::identity(stem);
     server_config(chain, key, None).unwrap()
 }
+
+#[tokio::test]
+async fn tls_1_2_is_the_minimum_and_still_verified() {
+    let (chain, key) = fixtures::identity("master-rsa");
+    let config_ = ServerConfig::builder_with_provider(tls::provider())
+        .with_protocol_versions(&[&rustls::version::TLS12])
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .unwrap();
+    let master = DevMaster::start(([127, 0, 0, 1], 0).into(), Arc::new(config_)).await.unwrap();
+    let report = dial(&config("localhost", master.addr(), TlsConfig::new(pinned("root-ca.pem")))).await;
+    assert!(report.verdict.ok, "{}", report.verdict.summary);
+    assert_eq!(report.tls_version.as_deref(), Some("TLSv1_2"));
+    let report = dial(&config("localhost", master.addr(), TlsConfig::new(pinned("other-root-ca.pem")))).await;
+    assert_eq!(report.verdict.rejection, Some(RejectionKind::UnknownIssuer));
+}

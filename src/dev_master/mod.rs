@@ -5,6 +5,7 @@
 //! connection did as [`Event`]s, so tests wait on events instead of sleeping.
 
 pub mod fixtures;
+pub mod in_memory;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
