@@ -174,13 +174,7 @@ impl fmt::Display for Trust {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Trust::PublicRoots => f.write_str("CA mode (public roots and the host's trust store)"),
-            Trust::Pinned(p) => write!(
-                f,
-                "pinned mode ({} certificate{} from {})",
-                p.certs.len(),
-                if p.certs.len() == 1 { "" } else { "s" },
-                p.path.display()
-            ),
+            Trust::Pinned(p) => p.fmt(f),
             Trust::SkipVerify => f.write_str("skip_verify mode (master identity NOT verified)"),
         }
     }
@@ -193,6 +187,13 @@ pub struct PinnedCerts {
     pub path: PathBuf,
     /// Its certificates, in file order; never empty.
     pub certs: Vec<CertificateDer<'static>>,
+}
+
+impl fmt::Display for PinnedCerts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.certs.len();
+        write!(f, "pinned mode ({n} certificate{} from {})", if n == 1 { "" } else { "s" }, self.path.display())
+    }
 }
 
 /// A client certificate chain and its private key, checked to belong together.

@@ -100,7 +100,7 @@ impl MasterVerifier {
             exact.push(ExactCert { der: der.clone(), summary });
         }
         MasterVerifier {
-            mode: Trust::Pinned(pinned.clone()).to_string(),
+            mode: pinned.to_string(),
             anchors: Anchors::Pinned { path: pinned.path.clone(), exact, roots: Arc::new(roots) },
             name_source: NameSource::DialedHost,
             provider,
