@@ -74,17 +74,14 @@ pub fn parse_private_key(bytes: &[u8], path: &Path) -> Result<PrivateKeyDer<'sta
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, PemError> {
-    let bytes = fs::read(path).map_err(|source| match source.kind() {
+    fs::read(path).map_err(|source| match source.kind() {
         ErrorKind::NotFound => PemError::NotFound { path: path.to_owned() },
         _ => PemError::Unreadable { path: path.to_owned(), source },
-    })?;
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Err(PemError::Empty { path: path.to_owned() });
-    }
-    Ok(bytes)
+    })
 }
 
-/// Every PEM section of a kind rustls-pki-types knows, in order.
+/// Every PEM section of a kind rustls-pki-types knows, in order; an empty (or blank)
+/// input is an error of its own.
 fn sections(bytes: &[u8], path: &Path) -> Result<Vec<(SectionKind, Vec<u8>)>, PemError> {
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(PemError::Empty { path: path.to_owned() });
