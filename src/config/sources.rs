@@ -205,6 +205,28 @@ impl Resolver<'_> {
         }
     }
 
+    /// Checks a value the file gave with the same parser flags and the environment go
+    /// through. YAML has already checked its type; this checks what the type cannot say
+    /// (port 0, an empty agent ID, a host that is a URL).
+    fn from_file<T>(
+        &self,
+        opt: &Opt,
+        value: Option<impl ToString>,
+        parse: impl Fn(&str) -> Result<T, String>,
+    ) -> Result<Option<T>, ConfigError> {
+        value
+            .map(|v| {
+                let text = v.to_string();
+                parse(&text).map_err(|expected| ConfigError::Invalid {
+                    option: opt.key,
+                    origin: self.file_origin(),
+                    value: text,
+                    expected,
+                })
+            })
+            .transpose()
+    }
+
     fn file_origin(&self) -> Origin {
         Origin::File(self.file_path.map(Path::to_owned).unwrap_or_default())
     }
@@ -222,32 +244,40 @@ impl Resolver<'_> {
         let a = self.args;
         let ftls = file.security.and_then(|s| s.tls).unwrap_or_default();
 
-        // Plain strings the file gives are checked like the others.
-        let host_from_file = |v: Option<String>, opt: &Opt| -> Result<Option<Host>, ConfigError> {
-            v.map(|text| {
-                Host::parse(&text).map_err(|expected| ConfigError::Invalid {
-                    option: opt.key,
-                    origin: self.file_origin(),
-                    value: text,
-                    expected,
-                })
-            })
-            .transpose()
-        };
         let master_host = self
-            .pick(&MASTER_HOST, &a.master_host, host_from_file(file.master_host, &MASTER_HOST)?, Host::parse)?
+            .pick(
+                &MASTER_HOST,
+                &a.master_host,
+                self.from_file(&MASTER_HOST, file.master_host, Host::parse)?,
+                Host::parse,
+            )?
             .ok_or(ConfigError::Missing { option: MASTER_HOST.key, flag: MASTER_HOST.flag, env: MASTER_HOST.env })?;
-        let master_port = self.pick(&MASTER_PORT, &a.master_port, file.master_port, parse_port)?;
-        let agent_id = self.pick(&AGENT_ID, &a.agent_id, file.agent_id, parse_label)?;
-        let resource_pool = self.pick(&RESOURCE_POOL, &a.resource_pool, file.resource_pool, parse_label)?;
+        let master_port = self.pick(
+            &MASTER_PORT,
+            &a.master_port,
+            self.from_file(&MASTER_PORT, file.master_port, parse_port)?,
+            parse_port,
+        )?;
+        let agent_id =
+            self.pick(&AGENT_ID, &a.agent_id, self.from_file(&AGENT_ID, file.agent_id, parse_label)?, parse_label)?;
+        let resource_pool = self.pick(
+            &RESOURCE_POOL,
+            &a.resource_pool,
+            self.from_file(&RESOURCE_POOL, file.resource_pool, parse_label)?,
+            parse_label,
+        )?;
         let container_master_host = self.pick(
             &CONTAINER_HOST,
             &a.container_master_host,
-            host_from_file(file.container_master_host, &CONTAINER_HOST)?,
+            self.from_file(&CONTAINER_HOST, file.container_master_host, Host::parse)?,
             Host::parse,
         )?;
-        let container_master_port =
-            self.pick(&CONTAINER_PORT, &a.container_master_port, file.container_master_port, parse_port)?;
+        let container_master_port = self.pick(
+            &CONTAINER_PORT,
+            &a.container_master_port,
+            self.from_file(&CONTAINER_PORT, file.container_master_port, parse_port)?,
+            parse_port,
+        )?;
         let attempts = self.pick(&ATTEMPTS, &a.agent_reconnect_attempts, file.agent_reconnect_attempts, |s| {
             s.parse::<u32>().map_err(|_| "expected a whole number of attempts (0 = keep trying)".to_owned())
         })?;
@@ -522,6 +552,20 @@ mod tests {
         assert_eq!(cfg.master_host.to_string(), "flag.example.com");
         assert_eq!(cfg.master_port, 2222);
         assert_eq!(cfg.agent_id, "from-file");
+    }
+
+    #[test]
+    fn file_values_are_checked_like_flags() {
+        for (yaml, needle) in [
+            ("master_host: m\nmaster_port: 0\n", "master_port (set in /etc/determined/agent.yaml): \"0\" is not valid"),
+            ("master_host: m\nagent_id: \"\"\n", "agent_id (set in /etc/determined/agent.yaml)"),
+            ("master_host: m\nresource_pool: \" gpu\"\n", "resource_pool"),
+            ("master_host: https://m.example.com\n", "not a URL"),
+            ("master_host: m\ncontainer_master_port: 0\n", "container_master_port"),
+        ] {
+            let msg = resolve(yaml, ConfigArgs::default(), &[]).unwrap_err().to_string();
+            assert!(msg.contains(needle), "{yaml:?}: {msg}");
+        }
     }
 
     #[test]
