@@ -208,7 +208,7 @@ impl Resolver<'_> {
     /// Checks a value the file gave with the same parser flags and the environment go
     /// through. YAML has already checked its type; this checks what the type cannot say
     /// (port 0, an empty agent ID, a host that is a URL).
-    fn from_file<T>(
+    fn check_file_value<T>(
         &self,
         opt: &Opt,
         value: Option<impl ToString>,
@@ -248,34 +248,38 @@ impl Resolver<'_> {
             .pick(
                 &MASTER_HOST,
                 &a.master_host,
-                self.from_file(&MASTER_HOST, file.master_host, Host::parse)?,
+                self.check_file_value(&MASTER_HOST, file.master_host, Host::parse)?,
                 Host::parse,
             )?
             .ok_or(ConfigError::Missing { option: MASTER_HOST.key, flag: MASTER_HOST.flag, env: MASTER_HOST.env })?;
         let master_port = self.pick(
             &MASTER_PORT,
             &a.master_port,
-            self.from_file(&MASTER_PORT, file.master_port, parse_port)?,
+            self.check_file_value(&MASTER_PORT, file.master_port, parse_port)?,
             parse_port,
         )?;
-        let agent_id =
-            self.pick(&AGENT_ID, &a.agent_id, self.from_file(&AGENT_ID, file.agent_id, parse_label)?, parse_label)?;
+        let agent_id = self.pick(
+            &AGENT_ID,
+            &a.agent_id,
+            self.check_file_value(&AGENT_ID, file.agent_id, parse_label)?,
+            parse_label,
+        )?;
         let resource_pool = self.pick(
             &RESOURCE_POOL,
             &a.resource_pool,
-            self.from_file(&RESOURCE_POOL, file.resource_pool, parse_label)?,
+            self.check_file_value(&RESOURCE_POOL, file.resource_pool, parse_label)?,
             parse_label,
         )?;
         let container_master_host = self.pick(
             &CONTAINER_HOST,
             &a.container_master_host,
-            self.from_file(&CONTAINER_HOST, file.container_master_host, Host::parse)?,
+            self.check_file_value(&CONTAINER_HOST, file.container_master_host, Host::parse)?,
             Host::parse,
         )?;
         let container_master_port = self.pick(
             &CONTAINER_PORT,
             &a.container_master_port,
-            self.from_file(&CONTAINER_PORT, file.container_master_port, parse_port)?,
+            self.check_file_value(&CONTAINER_PORT, file.container_master_port, parse_port)?,
             parse_port,
         )?;
         let attempts = self.pick(&ATTEMPTS, &a.agent_reconnect_attempts, file.agent_reconnect_attempts, |s| {
