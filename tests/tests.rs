@@ -3,6 +3,7 @@
 //! per topic.
 
 mod cli;
+mod interop;
 mod matrix;
 mod negative;
 mod util;

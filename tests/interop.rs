@@ -1,0 +1,62 @@
+//! det-agent against a master that is not rustls: Debian's `openssl s_server` serving
+//! the fixture PKI (`.ci/run` installs openssl when it is missing).
+
+use std::net::SocketAddr;
+use std::process::Stdio;
+
+use det_agent::config::TlsConfig;
+use det_agent::tls::RejectionKind;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+use crate::util::*;
+
+/// Starts `openssl s_server` for one connection on a free loopback port and returns once
+/// it prints the address it listens on.
+async fn s_server(stem: &str, extra: &[&str]) -> (Child, SocketAddr) {
+    let pki = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/pki");
+    let mut child = Command::new("openssl")
+        .args(["s_server", "-accept", "127.0.0.1:0", "-naccept", "1"])
+        .args(["-cert", &format!("{pki}/{stem}.pem"), "-key", &format!("{pki}/{stem}.key")])
+        .args(["-cert_chain", &format!("{pki}/intermediate-ca.pem")])
+        .args(extra)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("openssl runs (install Debian's openssl package)");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    while let Some(line) = lines.next_line().await.unwrap() {
+        if let Some(addr) = line.strip_prefix("ACCEPT ") {
+            // Keep draining its output so it never blocks on a full pipe.
+            tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+            return (child, addr.parse().unwrap());
+        }
+    }
+    panic!("openssl s_server exited before listening");
+}
+
+#[tokio::test]
+async fn openssl_master_tls13_ecdsa_is_verified_by_name() {
+    let (_server, addr) = s_server("master", &[]).await;
+    let report = dial(&config("localhost", addr, TlsConfig::new(pinned("root-ca.pem")))).await;
+    assert!(report.verdict.ok, "{}", report.verdict.error.unwrap_or_default());
+    assert_eq!(report.tls_version.as_deref(), Some("TLSv1_3"));
+    assert_eq!(report.chain.len(), 2, "leaf and intermediate");
+}
+
+#[tokio::test]
+async fn openssl_master_tls12_rsa_is_verified_by_ip() {
+    let (_server, addr) = s_server("master-rsa", &["-tls1_2"]).await;
+    let report = dial(&config("127.0.0.1", addr, TlsConfig::new(pinned("chain-to-root.pem")))).await;
+    assert!(report.verdict.ok, "{}", report.verdict.error.unwrap_or_default());
+    assert_eq!(report.tls_version.as_deref(), Some("TLSv1_2"));
+}
+
+#[tokio::test]
+async fn openssl_master_with_an_unpinned_chain_is_refused() {
+    let (_server, addr) = s_server("master", &[]).await;
+    let report = dial(&config("localhost", addr, TlsConfig::new(pinned("other-root-ca.pem")))).await;
+    assert_eq!(report.verdict.rejection, Some(RejectionKind::UnknownIssuer));
+}
