@@ -41,13 +41,13 @@ impl fmt::Display for Origin {
 #[non_exhaustive]
 pub enum PemError {
     /// The file does not exist.
-    #[error("{}: no such file", path.display())]
+    #[error("{}: no such file; check the path (a relative path in agent.yaml is read from the folder agent.yaml is in)", path.display())]
     NotFound { path: PathBuf },
     /// The file exists but could not be read.
-    #[error("{}: cannot read: {source}", path.display())]
+    #[error("{}: cannot read: {source}; check that the user det-agent runs as may read it", path.display())]
     Unreadable { path: PathBuf, source: std::io::Error },
     /// The file has no content.
-    #[error("{}: the file is empty", path.display())]
+    #[error("{}: the file is empty; copy the PEM text (\"-----BEGIN …\") into it", path.display())]
     Empty { path: PathBuf },
     /// A certificate was expected, but the file holds only a private key.
     #[error("{}: holds a private key but no certificate; point this option at the certificate file (BEGIN CERTIFICATE) instead", path.display())]
