@@ -205,16 +205,17 @@ impl Resolver<'_> {
         }
     }
 
-    /// Checks a value the file gave with the same parser flags and the environment go
-    /// through. YAML has already checked its type; this checks what the type cannot say
-    /// (port 0, an empty agent ID, a host that is a URL).
-    fn check_file_value<T>(
+    /// Like [`pick`](Self::pick), for options whose file value must pass the same parser
+    /// as a flag or the environment: YAML has checked its type, but not what the type
+    /// cannot say (port 0, an empty agent ID, a host that is a URL).
+    fn pick_parsed<T>(
         &self,
         opt: &Opt,
-        value: Option<impl ToString>,
+        flag: &Option<String>,
+        file: Option<impl ToString>,
         parse: impl Fn(&str) -> Result<T, String>,
-    ) -> Result<Option<T>, ConfigError> {
-        value
+    ) -> Result<Option<Setting<T>>, ConfigError> {
+        let file = file
             .map(|v| {
                 let text = v.to_string();
                 parse(&text).map_err(|expected| ConfigError::Invalid {
@@ -224,7 +225,8 @@ impl Resolver<'_> {
                     expected,
                 })
             })
-            .transpose()
+            .transpose()?;
+        self.pick(opt, flag, file, parse)
     }
 
     fn file_origin(&self) -> Origin {
@@ -245,43 +247,15 @@ impl Resolver<'_> {
         let ftls = file.security.and_then(|s| s.tls).unwrap_or_default();
 
         let master_host = self
-            .pick(
-                &MASTER_HOST,
-                &a.master_host,
-                self.check_file_value(&MASTER_HOST, file.master_host, Host::parse)?,
-                Host::parse,
-            )?
+            .pick_parsed(&MASTER_HOST, &a.master_host, file.master_host, Host::parse)?
             .ok_or(ConfigError::Missing { option: MASTER_HOST.key, flag: MASTER_HOST.flag, env: MASTER_HOST.env })?;
-        let master_port = self.pick(
-            &MASTER_PORT,
-            &a.master_port,
-            self.check_file_value(&MASTER_PORT, file.master_port, parse_port)?,
-            parse_port,
-        )?;
-        let agent_id = self.pick(
-            &AGENT_ID,
-            &a.agent_id,
-            self.check_file_value(&AGENT_ID, file.agent_id, parse_label)?,
-            parse_label,
-        )?;
-        let resource_pool = self.pick(
-            &RESOURCE_POOL,
-            &a.resource_pool,
-            self.check_file_value(&RESOURCE_POOL, file.resource_pool, parse_label)?,
-            parse_label,
-        )?;
-        let container_master_host = self.pick(
-            &CONTAINER_HOST,
-            &a.container_master_host,
-            self.check_file_value(&CONTAINER_HOST, file.container_master_host, Host::parse)?,
-            Host::parse,
-        )?;
-        let container_master_port = self.pick(
-            &CONTAINER_PORT,
-            &a.container_master_port,
-            self.check_file_value(&CONTAINER_PORT, file.container_master_port, parse_port)?,
-            parse_port,
-        )?;
+        let master_port = self.pick_parsed(&MASTER_PORT, &a.master_port, file.master_port, parse_port)?;
+        let agent_id = self.pick_parsed(&AGENT_ID, &a.agent_id, file.agent_id, parse_label)?;
+        let resource_pool = self.pick_parsed(&RESOURCE_POOL, &a.resource_pool, file.resource_pool, parse_label)?;
+        let container_master_host =
+            self.pick_parsed(&CONTAINER_HOST, &a.container_master_host, file.container_master_host, Host::parse)?;
+        let container_master_port =
+            self.pick_parsed(&CONTAINER_PORT, &a.container_master_port, file.container_master_port, parse_port)?;
         let attempts = self.pick(&ATTEMPTS, &a.agent_reconnect_attempts, file.agent_reconnect_attempts, |s| {
             s.parse::<u32>().map_err(|_| "expected a whole number of attempts (0 = keep trying)".to_owned())
         })?;
