@@ -137,7 +137,7 @@ async fn dialing_an_ip_without_a_name_explains_the_fix() {
 
 #[tokio::test]
 async fn ipv6_literals_are_verified_against_ip_sans() {
-    let Ok(mut master) = DevMaster::start("[::1]:0".parse().unwrap(), fixture_config("master")).await else {
+    let Ok(mut master) = DevMaster::with_fixture_at("[::1]:0".parse().unwrap(), "master").await else {
         eprintln!("skipped: this host has no IPv6 loopback");
         return;
     };
@@ -163,7 +163,7 @@ async fn localhost_reaches_a_master_on_any_loopback_it_resolves_to() {
             eprintln!("localhost does not resolve to {} here; not testing that family", bind.ip());
             continue;
         }
-        let Ok(master) = DevMaster::start(bind, fixture_config("master")).await else {
+        let Ok(master) = DevMaster::with_fixture_at(bind, "master").await else {
             continue;
         };
         tried += 1;
@@ -228,11 +228,6 @@ async fn handshake_kind(client: &Arc<rustls::ClientConfig>, addr: std::net::Sock
     let mut rest = Vec::new();
     let _ = tls.read_to_end(&mut rest).await;
     kind
-}
-
-fn fixture_config(stem: &str) -> Arc<ServerConfig> {
-    let (chain, key) = fixtures::identity(stem);
-    server_config(chain, key, None).unwrap()
 }
 
 #[tokio::test]

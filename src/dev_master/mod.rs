@@ -102,9 +102,17 @@ impl DevMaster {
     /// # Errors
     /// The address cannot be bound, or the identity is unusable.
     pub async fn with_fixture(stem: &str) -> std::io::Result<DevMaster> {
+        DevMaster::with_fixture_at(([127, 0, 0, 1], 0).into(), stem).await
+    }
+
+    /// Serves a fixture identity on `bind` (e.g. `[::1]:0`).
+    ///
+    /// # Errors
+    /// The address cannot be bound, or the identity is unusable.
+    pub async fn with_fixture_at(bind: SocketAddr, stem: &str) -> std::io::Result<DevMaster> {
         let (chain, key) = fixtures::identity(stem);
         let config = server_config(chain, key, None).map_err(std::io::Error::other)?;
-        DevMaster::start(([127, 0, 0, 1], 0).into(), config).await
+        DevMaster::start(bind, config).await
     }
 
     /// The address it listens on.
