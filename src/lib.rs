@@ -11,11 +11,14 @@
 #![warn(missing_docs)]
 
 pub mod config;
+pub mod daemon;
 
+pub mod backoff;
 pub mod check;
 pub mod demo;
 pub mod dev_master;
 mod error;
+pub mod link;
 pub mod pem;
 pub mod tls;
 pub mod x509;

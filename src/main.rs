@@ -1,10 +1,17 @@
 //! The `det-agent` command line: parse flags, set up logging, call the library, map the
 //! result to an exit code. Errors are printed once, here.
 
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::time::Duration;
 
-use clap::{Parser, Subcommand};
-use det_agent::{check, demo, ConfigArgs};
+use clap::{Parser, Subcommand, ValueEnum};
+use det_agent::daemon::{self, Channels, Control};
+use det_agent::dev_master::{self, Behaviour, DevMaster};
+use det_agent::link::{LinkSettings, ProxyEnv, Target};
+use det_agent::{check, demo, pem, ConfigArgs};
+use tokio::sync::mpsc;
 
 /// Connects this node to a Determined master over TLS, trusting the master exactly as configured.
 #[derive(Parser, Debug)]
@@ -13,12 +20,34 @@ struct Cli {
     /// Log level: error, warn, info, debug or trace (RUST_LOG also works)
     #[arg(long, global = true, default_value = "info", value_name = "LEVEL")]
     log_level: String,
+    /// Log format on stderr
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
 
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
 #[derive(Subcommand, Debug)]
 enum Command {
+    /// Keep this agent connected to the master: verify, register, reconnect.
+    ///
+    /// SIGTERM/SIGINT close the websocket and exit 0. SIGHUP re-reads the configuration and
+    /// certificate files; the new settings apply from the next connection. Exit status: 0
+    /// stopped by a signal, 1 gave up (agent_reconnect_attempts) or told to stop by the
+    /// master, 2 bad configuration.
+    Run {
+        #[command(flatten)]
+        config: Box<ConfigArgs>,
+        /// After a successful SIGHUP reload, reconnect at once instead of at the next reconnect
+        #[arg(long)]
+        reconnect_on_reload: bool,
+    },
     /// Dial the master once and explain how it was (or was not) verified.
     ///
     /// Exit status: 0 verified (or accepted under skip_verify), 1 not, 2 bad configuration.
@@ -34,12 +63,46 @@ enum Command {
     },
     /// Run real handshakes against embedded test masters in every trust mode and show the results.
     Demo,
+    /// Run a TEST DOUBLE of the master (for trying the agent and Fluent Bit; not a master).
+    ///
+    /// Like the master, it serves TLS on 8443 when given a certificate and key, plain HTTP on
+    /// 8080 otherwise. It serves the agent websocket on /agents and accepts POST /task-logs,
+    /// printing one JSON line per event on stdout.
+    DevMaster {
+        /// Certificate chain to serve (PEM)
+        #[arg(long, value_name = "FILE", requires = "key")]
+        cert: Option<PathBuf>,
+        /// Private key of --cert (PEM)
+        #[arg(long, value_name = "FILE", requires = "cert")]
+        key: Option<PathBuf>,
+        /// Serve the embedded test certificate (master.det.test, localhost, 127.0.0.1, ::1;
+        /// its root is fixtures/pki/root-ca.pem)
+        #[arg(long, conflicts_with = "cert")]
+        test_cert: bool,
+        /// Require client certificates issued by these CAs (PEM)
+        #[arg(long, value_name = "FILE")]
+        client_ca: Option<PathBuf>,
+        /// Address to listen on
+        #[arg(long, default_value = "127.0.0.1", value_name = "IP")]
+        bind: IpAddr,
+        /// Port [default: 8443 with TLS, 8080 without]
+        #[arg(long, value_name = "N")]
+        port: Option<u16>,
+        /// Ping agents this often, in seconds
+        #[arg(long, default_value_t = 15, value_name = "SECONDS")]
+        ping_interval: u64,
+        /// Answer reconnecting agents that they are past their reconnect period
+        #[arg(long)]
+        past_reconnect: bool,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(&cli.log_level);
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    init_logging(&cli.log_level, cli.log_format);
+    // One thread: the daemon holds one connection, and a small idle footprint matters
+    // more than parallelism on a GPU node.
+    let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(err) => {
             eprintln!("det-agent: cannot start the async runtime: {err}");
@@ -49,17 +112,22 @@ fn main() -> ExitCode {
     runtime.block_on(run(cli.command))
 }
 
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok()
+}
+
 async fn run(command: Command) -> ExitCode {
     match command {
+        Command::Run { config, reconnect_on_reload } => run_daemon(*config, reconnect_on_reload).await,
         Command::Check { config, json, timeout } => {
-            let config = match config.load(&|k| std::env::var(k).ok()) {
+            let config = match config.load(&env) {
                 Ok(config) => config,
                 Err(err) => {
                     eprintln!("det-agent: configuration error: {err}");
                     return ExitCode::from(2);
                 }
             };
-            let report = check::check(&config, std::time::Duration::from_secs(timeout)).await;
+            let report = check::check(&config, Duration::from_secs(timeout)).await;
             if json {
                 match serde_json::to_string_pretty(&report) {
                     Ok(text) => println!("{text}"),
@@ -82,12 +150,133 @@ async fn run(command: Command) -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Command::DevMaster { cert, key, test_cert, client_ca, bind, port, ping_interval, past_reconnect } => {
+            let behaviour = Behaviour {
+                past_reconnect,
+                ping_interval: Some(Duration::from_secs(ping_interval.max(1))),
+                ..Behaviour::default()
+            };
+            match serve_dev_master(cert.zip(key), test_cert, client_ca, bind, port, behaviour).await {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(err) => {
+                    eprintln!("det-agent dev-master: {err}");
+                    ExitCode::from(2)
+                }
+            }
+        }
     }
 }
 
-fn init_logging(level: &str) {
+/// Loads everything before touching the network, so a bad configuration exits 2 at once.
+fn load_target(args: &ConfigArgs) -> Result<Target, String> {
+    let config = args.load(&env).map_err(|e| e.to_string())?;
+    let proxy = ProxyEnv::from_env(&env)?;
+    Target::new(config, proxy, LinkSettings::default()).map_err(|e| e.to_string())
+}
+
+async fn run_daemon(args: ConfigArgs, reconnect_on_reload: bool) -> ExitCode {
+    let target = match load_target(&args) {
+        Ok(target) => target,
+        Err(err) => {
+            eprintln!("det-agent: configuration error: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    let (controls_tx, mut controls) = mpsc::channel(8);
+    if let Err(err) = forward_signals(controls_tx) {
+        eprintln!("det-agent: cannot install signal handlers: {err}");
+        return ExitCode::FAILURE;
+    }
+    // The daemon itself runs no containers: it logs what a full agent would act on.
+    let (inbound, mut from_master) = mpsc::channel::<det_agent::link::FromMaster>(64);
+    tokio::spawn(async move {
+        while let Some(message) = from_master.recv().await {
+            tracing::info!(kind = message.kind(), "message from the master (not handled by det-agent run)");
+        }
+    });
+    let (_to_master, outbound) = mpsc::channel(64);
+    let options = daemon::Options { reconnect_on_reload, ..daemon::Options::default() };
+    let reload = move || load_target(&args);
+    match daemon::run(target, reload, options, &mut controls, Channels { inbound, outbound }).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            tracing::error!("{err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn forward_signals(controls: mpsc::Sender<Control>) -> std::io::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    let mut hup = signal(SignalKind::hangup())?;
+    tokio::spawn(async move {
+        loop {
+            let control = tokio::select! {
+                _ = term.recv() => Control::Shutdown,
+                _ = int.recv() => Control::Shutdown,
+                _ = hup.recv() => Control::Reload,
+            };
+            tracing::info!(?control, "signal received");
+            if controls.send(control).await.is_err() {
+                return;
+            }
+        }
+    });
+    Ok(())
+}
+
+async fn serve_dev_master(
+    identity: Option<(PathBuf, PathBuf)>,
+    test_cert: bool,
+    client_ca: Option<PathBuf>,
+    bind: IpAddr,
+    port: Option<u16>,
+    behaviour: Behaviour,
+) -> Result<(), String> {
+    let identity = match (identity, test_cert) {
+        (Some((cert, key)), _) => Some((
+            pem::load_certs(&cert).map_err(|e| e.to_string())?,
+            pem::load_private_key(&key).map_err(|e| e.to_string())?,
+        )),
+        (None, true) => Some(dev_master::fixtures::identity("master")),
+        (None, false) => None,
+    };
+    let client_ca = client_ca.map(|p| pem::load_certs(&p).map_err(|e| e.to_string())).transpose()?;
+    if client_ca.is_some() && identity.is_none() {
+        return Err("--client-ca needs TLS: give --cert and --key, or --test-cert".to_owned());
+    }
+    let config = identity
+        .map(|(chain, key)| dev_master::server_config(chain, key, client_ca).map_err(|e| e.to_string()))
+        .transpose()?;
+    let port = port.unwrap_or(if config.is_some() {
+        det_agent::config::DEFAULT_TLS_PORT
+    } else {
+        det_agent::config::DEFAULT_PLAIN_PORT
+    });
+    let tls = config.is_some();
+    let mut master = DevMaster::serve(SocketAddr::new(bind, port), config, behaviour)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", SocketAddr::new(bind, port)))?;
+    println!("{}", serde_json::json!({"event": "listening", "address": master.addr().to_string(), "tls": tls}));
+    loop {
+        tokio::select! {
+            event = master.next_event() => match event {
+                Some(event) => println!("{}", serde_json::to_string(&event).unwrap_or_default()),
+                None => return Ok(()),
+            },
+            _ = tokio::signal::ctrl_c() => return Ok(()),
+        }
+    }
+}
+
+fn init_logging(level: &str, format: LogFormat) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::fmt().with_env_filter(filter).with_ansi(ansi).with_writer(std::io::stderr).init();
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().init(),
+        LogFormat::Text => builder.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init(),
+    }
 }

@@ -36,8 +36,12 @@ pub struct Config {
     pub container_master_port: Option<u16>,
     /// Consecutive failed reconnects before giving up; 0 means never give up.
     pub agent_reconnect_attempts: u32,
-    /// Base delay between reconnects.
+    /// Base delay between reconnects (see [`crate::backoff`]).
     pub agent_reconnect_backoff: Duration,
+    /// Cap on one reconnect delay.
+    pub agent_reconnect_backoff_max: Duration,
+    /// Largest message accepted from the master, in bytes.
+    pub max_message_size: usize,
     /// TLS settings; `None` when TLS is off.
     pub tls: Option<TlsConfig>,
 }
@@ -55,6 +59,8 @@ impl Config {
             container_master_port: None,
             agent_reconnect_attempts: 0,
             agent_reconnect_backoff: Duration::from_secs(5),
+            agent_reconnect_backoff_max: crate::backoff::DEFAULT_CAP,
+            max_message_size: crate::link::DEFAULT_MAX_MESSAGE_SIZE,
             tls,
         }
     }

@@ -33,6 +33,8 @@ struct FileConfig {
     container_master_port: Option<u16>,
     agent_reconnect_attempts: Option<u32>,
     agent_reconnect_backoff: Option<f64>,
+    agent_reconnect_backoff_max: Option<f64>,
+    max_message_size: Option<u64>,
     security: Option<FileSecurity>,
 }
 
@@ -84,6 +86,12 @@ pub struct ConfigArgs {
     /// Base reconnect delay in seconds [default: 5] [env: DET_AGENT_RECONNECT_BACKOFF]
     #[arg(long, value_name = "SECONDS")]
     pub agent_reconnect_backoff: Option<String>,
+    /// Longest reconnect delay in seconds (the backoff's cap) [default: 60] [env: DET_AGENT_RECONNECT_BACKOFF_MAX]
+    #[arg(long, value_name = "SECONDS")]
+    pub agent_reconnect_backoff_max: Option<String>,
+    /// Largest message accepted from the master, in bytes [default: 134217728 (128 MiB)] [env: DET_MAX_MESSAGE_SIZE]
+    #[arg(long, value_name = "BYTES")]
+    pub max_message_size: Option<String>,
     /// Use TLS to reach the master [default: false] [env: DET_SECURITY_TLS_ENABLED]
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true")]
     pub security_tls_enabled: Option<String>,
@@ -124,6 +132,8 @@ opt!(CONTAINER_HOST, "container_master_host", "--container-master-host", "DET_CO
 opt!(CONTAINER_PORT, "container_master_port", "--container-master-port", "DET_CONTAINER_MASTER_PORT");
 opt!(ATTEMPTS, "agent_reconnect_attempts", "--agent-reconnect-attempts", "DET_AGENT_RECONNECT_ATTEMPTS");
 opt!(BACKOFF, "agent_reconnect_backoff", "--agent-reconnect-backoff", "DET_AGENT_RECONNECT_BACKOFF");
+opt!(BACKOFF_MAX, "agent_reconnect_backoff_max", "--agent-reconnect-backoff-max", "DET_AGENT_RECONNECT_BACKOFF_MAX");
+opt!(MAX_MESSAGE, "max_message_size", "--max-message-size", "DET_MAX_MESSAGE_SIZE");
 opt!(TLS_ENABLED, "security.tls.enabled", "--security-tls-enabled", "DET_SECURITY_TLS_ENABLED");
 opt!(SKIP_VERIFY, "security.tls.skip_verify", "--security-tls-skip-verify", "DET_SECURITY_TLS_SKIP_VERIFY");
 opt!(MASTER_CERT, "security.tls.master_cert", "--security-tls-master-cert", "DET_SECURITY_TLS_MASTER_CERT");
@@ -263,9 +273,34 @@ impl Resolver<'_> {
             s.parse::<f64>().map_err(|_| "expected a number of seconds".to_owned())
         })?;
         let backoff = match backoff {
-            Some(s) => check_backoff(s)?,
+            Some(s) => check_backoff(&BACKOFF, s)?,
             None => Duration::from_secs(5),
         };
+        let backoff_max =
+            self.pick(&BACKOFF_MAX, &a.agent_reconnect_backoff_max, file.agent_reconnect_backoff_max, |s| {
+                s.parse::<f64>().map_err(|_| "expected a number of seconds".to_owned())
+            })?;
+        let backoff_max = match backoff_max {
+            Some(s) => {
+                let origin = s.origin.clone();
+                let max = check_backoff(&BACKOFF_MAX, s)?;
+                if max < backoff {
+                    return Err(ConfigError::Invalid {
+                        option: BACKOFF_MAX.key,
+                        origin,
+                        value: max.as_secs_f64().to_string(),
+                        expected: format!(
+                            "expected at least agent_reconnect_backoff ({} s): the cap cannot be below the base",
+                            backoff.as_secs_f64()
+                        ),
+                    });
+                }
+                max
+            }
+            None => crate::backoff::DEFAULT_CAP.max(backoff),
+        };
+        let max_message_size =
+            self.pick_parsed(&MAX_MESSAGE, &a.max_message_size, file.max_message_size, parse_message_size)?;
 
         let enabled = self.pick(&TLS_ENABLED, &a.security_tls_enabled, ftls.enabled, parse_bool)?;
         let skip_verify = self.pick(&SKIP_VERIFY, &a.security_tls_skip_verify, ftls.skip_verify, parse_bool)?;
@@ -325,6 +360,8 @@ impl Resolver<'_> {
             container_master_port: container_master_port.map(|s| s.value),
             agent_reconnect_attempts: attempts.map_or(0, |s| s.value),
             agent_reconnect_backoff: backoff,
+            agent_reconnect_backoff_max: backoff_max,
+            max_message_size: max_message_size.map_or(crate::link::DEFAULT_MAX_MESSAGE_SIZE, |s| s.value),
             tls,
         })
     }
@@ -436,16 +473,25 @@ fn check_cert_name(name: Setting<String>) -> Result<DnsName<'static>, ConfigErro
     DnsName::try_from(name.value.clone()).map_err(|_| invalid("expected a DNS name such as master.example.com"))
 }
 
-fn check_backoff(s: Setting<f64>) -> Result<Duration, ConfigError> {
+fn check_backoff(opt: &Opt, s: Setting<f64>) -> Result<Duration, ConfigError> {
     if s.value.is_finite() && (0.0..=MAX_BACKOFF_SECS).contains(&s.value) {
         Ok(Duration::from_secs_f64(s.value))
     } else {
         Err(ConfigError::Invalid {
-            option: BACKOFF.key,
+            option: opt.key,
             origin: s.origin,
             value: s.value.to_string(),
             expected: format!("expected a number of seconds from 0 to {MAX_BACKOFF_SECS}"),
         })
+    }
+}
+
+/// 4 KiB to 1 GiB: below, the master's own messages do not fit; above, one hostile
+/// message could take a node's memory.
+fn parse_message_size(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if (4 << 10..=1 << 30).contains(&n) => Ok(n),
+        _ => Err("expected a number of bytes from 4096 to 1073741824 (the master sends up to 134217728)".to_owned()),
     }
 }
 

@@ -1,0 +1,143 @@
+//! How a link attempt fails, and how a registered link ends.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio_tungstenite::tungstenite;
+
+use super::PAST_RECONNECT;
+use crate::tls::{self, Rejection};
+
+/// Why [`connect`](super::connect) did not produce a registered link.
+#[derive(Debug, thiserror::Error)]
+#[allow(missing_docs)] // Variants are documented; their fields name themselves.
+#[non_exhaustive]
+pub enum LinkError {
+    /// The master's (or the proxy's) name did not resolve.
+    #[error("cannot resolve {}{host}: {source}", if *.proxy { "the proxy " } else { "" })]
+    Resolve { host: String, proxy: bool, source: std::io::Error },
+    /// No address accepted a TCP connection.
+    #[error("cannot connect to {}{target}: {}; is it running, and is this its port (the master listens on {} with TLS, {} without)?",
+        if *.proxy { "the proxy at " } else { "" },
+        .failures.iter().map(|(a, e)| format!("{a} ({e})")).collect::<Vec<_>>().join(", "),
+        crate::config::DEFAULT_TLS_PORT, crate::config::DEFAULT_PLAIN_PORT)]
+    Connect { target: String, proxy: bool, failures: Vec<(SocketAddr, String)> },
+    /// The proxy refused or broke the tunnel.
+    #[error("{what}")]
+    Proxy { what: String },
+    /// The verifier refused the master's certificate; the explanation says why and how to fix it.
+    #[error("master at {address} refused: {rejection}")]
+    Rejected { address: SocketAddr, rejection: Box<Rejection> },
+    /// The TLS handshake failed for another reason (protocol, alert, client certificate).
+    #[error("TLS handshake with {address} failed: {error}{}", tls_hint(.error))]
+    Tls { address: SocketAddr, error: std::io::Error },
+    /// A stage did not finish in time.
+    #[error("{stage} with {address} timed out after {after:?}{}", if *.stage == "TLS handshake" { "; is this port the master's TLS port, and is TLS on there?" } else { "" })]
+    Timeout { stage: &'static str, address: SocketAddr, after: Duration },
+    /// The master refused the websocket upgrade.
+    #[error("the master at {address} refused the websocket upgrade to /agents: HTTP {status}{}{}",
+        if .body.is_empty() { String::new() } else { format!(": {}", .body) },
+        if *.status == 401 || *.status == 403 { "; does the master require a client certificate (security.tls.client_cert / client_key)?" } else { "" })]
+    Upgrade { address: SocketAddr, status: u16, body: String },
+    /// The master says this agent was away too long to reattach; register afresh.
+    #[error("the master says this agent must register afresh: {message}")]
+    PastReconnect { message: String },
+    /// The master spoke something other than the agent protocol.
+    #[error("master at {address}: {what}")]
+    Protocol { address: SocketAddr, what: String },
+}
+
+fn tls_hint(error: &std::io::Error) -> &'static str {
+    let text = error.to_string();
+    if text.contains("CertificateRequired") || text.contains("certificate required") {
+        "; the master requires a client certificate: set security.tls.client_cert and client_key"
+    } else if text.contains("InvalidContentType") || text.contains("corrupt message") {
+        "; is this port serving TLS? (the master listens on 8443 with TLS, 8080 without)"
+    } else {
+        ""
+    }
+}
+
+impl LinkError {
+    pub(super) fn tls(address: SocketAddr, error: std::io::Error) -> LinkError {
+        match tls::rejection_of(&error) {
+            Some(rejection) => LinkError::Rejected { address, rejection: Box::new(rejection.clone()) },
+            None => LinkError::Tls { address, error },
+        }
+    }
+
+    pub(super) fn upgrade(address: SocketAddr, error: tungstenite::Error) -> LinkError {
+        match error {
+            tungstenite::Error::Http(response) => {
+                let status = response.status().as_u16();
+                let body = response
+                    .body()
+                    .as_deref()
+                    .map(|b| String::from_utf8_lossy(&b[..b.len().min(512)]).trim().to_owned())
+                    .unwrap_or_default();
+                if body.contains(PAST_RECONNECT) {
+                    LinkError::PastReconnect { message: body }
+                } else {
+                    LinkError::Upgrade { address, status, body }
+                }
+            }
+            // Under TLS 1.3 a master that refuses our client certificate says so only
+            // after the handshake, so the refusal surfaces here.
+            tungstenite::Error::Io(error) if error.get_ref().is_some_and(|e| e.is::<rustls::Error>()) => {
+                LinkError::Tls { address, error }
+            }
+            other => LinkError::Protocol { address, what: format!("websocket upgrade failed: {other}") },
+        }
+    }
+
+    /// The verifier's explanation, when the master's certificate was refused.
+    pub fn rejection(&self) -> Option<&Rejection> {
+        match self {
+            LinkError::Rejected { rejection, .. } => Some(rejection),
+            _ => None,
+        }
+    }
+}
+
+/// How a registered link ended.
+#[derive(Debug, PartialEq, Eq)]
+#[allow(missing_docs)] // Variants are documented; their fields name themselves.
+pub enum Ended<S> {
+    /// The caller's `stop` future completed; the websocket was closed.
+    Stopped(S),
+    /// The master closed the websocket.
+    MasterClosed { code: Option<u16>, reason: String },
+    /// The master sent `AgentShutdown`.
+    MasterShutdown { err_msg: String },
+    /// No frame arrived for this long.
+    Silent { after: Duration },
+    /// The connection or the protocol broke.
+    Failed(String),
+}
+
+impl<S> fmt::Display for Ended<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Ended::Stopped(_) => f.write_str("stopped by the agent"),
+            Ended::MasterClosed { code, reason } => {
+                write!(f, "the master closed the connection")?;
+                if let Some(code) = code {
+                    write!(f, " (code {code})")?;
+                }
+                if !reason.is_empty() {
+                    write!(f, ": {reason}")?;
+                }
+                Ok(())
+            }
+            Ended::MasterShutdown { err_msg } => write!(f, "the master told the agent to shut down: {err_msg}"),
+            Ended::Silent { after } => {
+                write!(
+                    f,
+                    "no frame from the master for {after:?} (pings unanswered): the master or the path to it is gone"
+                )
+            }
+            Ended::Failed(why) => f.write_str(why),
+        }
+    }
+}
