@@ -1,10 +1,13 @@
 //! The `det-agent` binary, run as an operator would: exit codes, messages, JSON.
 
 use std::path::{Path, PathBuf};
-use std::process::Output;
+use std::process::{Output, Stdio};
+use std::time::Duration;
 
-use det_agent::dev_master::DevMaster;
+use det_agent::dev_master::{DevMaster, Event};
 use tokio::process::Command;
+
+use crate::link::until;
 
 fn pki(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/pki").join(name)
@@ -152,4 +155,135 @@ async fn demo_runs_every_scenario_as_expected() {
     assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
     assert!(stdout.contains("every scenario ended as expected"), "{stdout}");
     assert!(stdout.contains("rejected: unknown_issuer") && stdout.contains("accepted, NOT verified"), "{stdout}");
+}
+
+/// Starts `det-agent run ARGS` with a clean DET_* environment.
+fn spawn_run(args: &[&str]) -> tokio::process::Child {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_det-agent"));
+    cmd.arg("run").args(args).env("RUST_LOG", "info").stdout(Stdio::null()).stderr(Stdio::piped()).kill_on_drop(true);
+    for (key, _) in std::env::vars() {
+        if key.starts_with("DET_") || key.starts_with("SSL_CERT") || key.to_ascii_lowercase().ends_with("_proxy") {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.spawn().expect("det-agent runs")
+}
+
+async fn signal(child: &tokio::process::Child, name: &str) {
+    let pid = child.id().expect("still running").to_string();
+    let status = Command::new("kill").args(["-s", name, &pid]).status().await.unwrap();
+    assert!(status.success());
+}
+
+async fn finish(child: tokio::process::Child) -> Output {
+    tokio::time::timeout(Duration::from_secs(30), child.wait_with_output()).await.expect("exits").unwrap()
+}
+
+#[tokio::test]
+async fn run_closes_the_websocket_on_sigterm_and_exits_0() {
+    let mut master = DevMaster::with_fixture("master").await.unwrap();
+    let port = master.addr().port().to_string();
+    let root = pki("root-ca.pem");
+    let child = spawn_run(&[
+        "--master-host",
+        "127.0.0.1",
+        "--master-port",
+        &port,
+        "--security-tls-enabled",
+        "--security-tls-master-cert",
+        root.to_str().unwrap(),
+        "--agent-id",
+        "cli-agent",
+        "--log-format",
+        "json",
+    ]);
+    until(&mut master, |e| matches!(e, Event::AgentStarted { .. })).await;
+    signal(&child, "TERM").await;
+    match until(&mut master, |e| matches!(e, Event::AgentGone { .. })).await {
+        Event::AgentGone { id, reason } => {
+            assert_eq!(id, "cli-agent");
+            assert_eq!(reason, "closed by the agent (code 1000)");
+        }
+        _ => unreachable!(),
+    }
+    let out = finish(child).await;
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    // Every state change, once, as JSON with its fields.
+    let lines: Vec<serde_json::Value> = stderr.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let messages: Vec<&str> = lines.iter().filter_map(|l| l["fields"]["message"].as_str()).collect();
+    for wanted in ["connecting", "TLS verified", "registered", "signal received", "shut down"] {
+        assert_eq!(messages.iter().filter(|m| **m == wanted).count(), 1, "{wanted}: {stderr}");
+    }
+    let verified = lines.iter().find(|l| l["fields"]["message"] == "TLS verified").unwrap();
+    assert_eq!(verified["fields"]["tls_version"], "TLSv1_3");
+    assert_eq!(verified["fields"]["fingerprint"].as_str().unwrap().len(), 95);
+}
+
+#[tokio::test]
+async fn run_exits_2_on_a_bad_configuration_before_any_network_activity() {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port().to_string();
+    let args = ["--master-host", "127.0.0.1", "--master-port", &port, "--security-tls-enabled"];
+    let out =
+        finish(spawn_run(&[&args[..], &["--security-tls-master-cert", "/nonexistent/master.crt"]].concat())).await;
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("configuration error") && stderr.contains("/nonexistent/master.crt"), "{stderr}");
+    // Had it dialed, the kernel would have queued the connection for accept.
+    assert_eq!(listener.accept().unwrap_err().kind(), std::io::ErrorKind::WouldBlock);
+
+    let mut cmd = spawn_run(&args);
+    drop(cmd.stderr.take());
+    cmd.kill().await.unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_det-agent"));
+    let out = child
+        .args(["run", "--master-host", "127.0.0.1", "--master-port", &port])
+        .env("HTTP_PROXY", "socks5://proxy:1080")
+        .output()
+        .await
+        .unwrap();
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("HTTP_PROXY") && stderr.contains("not socks5://"), "{stderr}");
+}
+
+#[tokio::test]
+async fn sighup_rereads_master_cert_for_the_next_connection() {
+    let mut master = DevMaster::with_fixture("master").await.unwrap();
+    let addr = master.addr();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(pki("root-ca.pem"), dir.path().join("master.crt")).unwrap();
+    let yaml = format!(
+        "master_host: 127.0.0.1\nmaster_port: {}\nagent_reconnect_backoff: 0.01\nagent_reconnect_backoff_max: 0.05\n\
+         security:\n  tls:\n    enabled: true\n    master_cert: master.crt\n",
+        addr.port()
+    );
+    let path = write_config(&dir, &yaml);
+    let child = spawn_run(&["--config", path.to_str().unwrap()]);
+    until(&mut master, |e| matches!(e, Event::AgentStarted { .. })).await;
+
+    // The master comes back with a certificate from another CA: refused under the old pin.
+    master.stop().await;
+    let mut master = DevMaster::with_fixture_at(addr, "unrelated-ca").await.unwrap();
+    for _ in 0..3 {
+        until(&mut master, |e| matches!(e, Event::HandshakeFailed { .. })).await;
+    }
+
+    // The operator installs the new CA and sends SIGHUP; the next connection uses it.
+    std::fs::copy(pki("other-root-ca.pem"), dir.path().join("master.crt")).unwrap();
+    signal(&child, "HUP").await;
+    match until(&mut master, |e| matches!(e, Event::AgentConnected { .. })).await {
+        Event::AgentConnected { reconnect, .. } => assert!(reconnect),
+        _ => unreachable!(),
+    }
+    signal(&child, "TERM").await;
+    let out = finish(child).await;
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("configuration reloaded"), "{stderr}");
+    // The refusals were explained, and repeats folded rather than printed in full each time.
+    assert!(stderr.contains("does not chain to any of them"), "{stderr}");
+    assert!(stderr.contains("repeated"), "{stderr}");
 }

@@ -4,6 +4,7 @@
 
 mod cli;
 mod interop;
+mod link;
 mod matrix;
 mod negative;
 mod util;

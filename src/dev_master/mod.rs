@@ -220,6 +220,11 @@ impl DevMaster {
         self.events.recv().await
     }
 
+    /// The next event if one is already waiting.
+    pub fn try_next_event(&mut self) -> Option<Event> {
+        self.events.try_recv().ok()
+    }
+
     /// Stops accepting, drops every connection (as a crashing master would) and waits for
     /// the accept loop to end, so the port can be bound again.
     pub async fn stop(mut self) {

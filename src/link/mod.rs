@@ -58,9 +58,6 @@ pub struct LinkSettings {
     /// Largest message (and frame) accepted from the master; larger ones drop the link
     /// before their payload is read.
     pub max_message_size: usize,
-    /// Messages from the master waiting for the application. When full, the link stops
-    /// reading (TCP backpressure) rather than buffering without bound.
-    pub inbound_queue: usize,
 }
 
 /// The master's own message limit.
@@ -75,7 +72,6 @@ impl Default for LinkSettings {
             read_deadline: Duration::from_secs(60),
             close_timeout: Duration::from_secs(5),
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
-            inbound_queue: 64,
         }
     }
 }
@@ -336,7 +332,13 @@ impl Link {
 
     /// Keeps the link alive: pings every `ping_interval`, gives up after `read_deadline`
     /// without a frame, hands the master's messages to `inbound` and sends what arrives
-    /// on `outbound`. When `stop` completes, closes the websocket (bounded by
+    /// on `outbound`.
+    ///
+    /// `inbound`'s capacity is the buffer between the master and a slow application:
+    /// while it has room the link keeps reading, so pings are answered at once; when it is
+    /// full the link stops reading (TCP backpressure) rather than buffering without bound,
+    /// and the read deadline is paused, since the wait is the application's, not the
+    /// master's. When `stop` completes, closes the websocket (bounded by
     /// `close_timeout`) and returns [`Ended::Stopped`] with its output.
     pub async fn run<S>(
         mut self,
