@@ -157,6 +157,9 @@ pub struct TlsInfo {
     pub fingerprint: Fingerprint,
     /// The name the certificate was verified against.
     pub verified_name: String,
+    /// Whether the session was resumed from one made earlier under the same
+    /// [`Target`] (so its certificate was verified then, not re-verified now).
+    pub resumed: bool,
 }
 
 /// A registered link to the master.
@@ -205,6 +208,7 @@ pub async fn connect(target: &Target, reconnect: bool) -> Result<Link, LinkError
                     .map(|c| Fingerprint::of(c))
                     .unwrap_or(Fingerprint([0; 32])),
                 verified_name,
+                resumed: conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed),
             };
             (Stream::Tls(tls), Some(info))
         }

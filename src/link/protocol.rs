@@ -7,6 +7,7 @@
 
 use std::path::Path;
 use std::process::Command;
+use std::sync::OnceLock;
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -136,11 +137,14 @@ impl ToMaster {
 }
 
 impl AgentStarted {
-    /// This node's answer: det-agent's version, its devices and resource pool.
+    /// This node's answer: det-agent's version, its devices and resource pool. Devices
+    /// are detected once per process, as the Go agent does: running `nvidia-smi` on every
+    /// reconnect would cost more than the TLS handshake.
     pub fn for_this_node(resource_pool: &str) -> AgentStarted {
+        static DEVICES: OnceLock<Vec<Device>> = OnceLock::new();
         AgentStarted {
             version: env!("CARGO_PKG_VERSION").to_owned(),
-            devices: detect_devices(),
+            devices: DEVICES.get_or_init(detect_devices).clone(),
             containers_reattached: Vec::new(),
             resource_pool_name: resource_pool.to_owned(),
         }

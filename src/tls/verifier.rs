@@ -6,7 +6,7 @@
 //! in every mode, skip_verify included.
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::{verify_server_cert_signed_by_trust_anchor, verify_server_name};
@@ -35,6 +35,24 @@ pub struct MasterVerifier {
     mode: String,
     name_source: NameSource,
     provider: Arc<CryptoProvider>,
+    last_chain: Mutex<Option<VerifiedChain>>,
+}
+
+/// The last chain this verifier validated in full. A reconnect to the same master (a new
+/// full handshake, e.g. after a master restart, when no session can be resumed) then
+/// skips the chain's signature checks, which are most of a handshake's client CPU.
+///
+/// Sound because chain and name validation are a pure function of the chain's bytes, the
+/// name, the anchors and the time: the anchors are fixed for the verifier's life (a
+/// reload builds a new verifier), the key covers the bytes and the name, and the time is
+/// checked on every use against the intersection of the presented certificates'
+/// validity windows, which lies inside the validated path's. The handshake signature,
+/// proof that the peer holds the leaf's key, is still verified on every handshake.
+#[derive(Debug)]
+struct VerifiedChain {
+    key: [u8; 32],
+    not_before: i64,
+    not_after: i64,
 }
 
 #[derive(Debug)]
@@ -73,7 +91,13 @@ impl MasterVerifier {
     /// CA mode with the given roots instead of the public and system ones.
     pub fn with_roots(roots: RootCertStore, provider: Arc<CryptoProvider>) -> Self {
         let mode = format!("CA mode ({} trusted roots)", roots.len());
-        MasterVerifier { anchors: Anchors::Roots(Arc::new(roots)), mode, name_source: NameSource::DialedHost, provider }
+        MasterVerifier {
+            anchors: Anchors::Roots(Arc::new(roots)),
+            mode,
+            name_source: NameSource::DialedHost,
+            provider,
+            last_chain: Mutex::new(None),
+        }
     }
 
     /// Pinned mode: the certificates of `master_cert` are the only anchors.
@@ -104,6 +128,7 @@ impl MasterVerifier {
             anchors: Anchors::Pinned { path: pinned.path.clone(), exact, roots: Arc::new(roots) },
             name_source: NameSource::DialedHost,
             provider,
+            last_chain: Mutex::new(None),
         }
     }
 
@@ -116,6 +141,7 @@ impl MasterVerifier {
             mode: Trust::SkipVerify.to_string(),
             name_source: NameSource::DialedHost,
             provider,
+            last_chain: Mutex::new(None),
         }
     }
 
@@ -132,6 +158,13 @@ impl MasterVerifier {
         server_name: &ServerName<'_>,
         now: UnixTime,
     ) -> Result<(), Error> {
+        let key = chain_key(end_entity, intermediates, server_name);
+        let time = now.as_secs() as i64;
+        let memo = self.last_chain.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if memo.as_ref().is_some_and(|m| m.key == key && (m.not_before..=m.not_after).contains(&time)) {
+            return Ok(());
+        }
+        drop(memo);
         let cert = ParsedCertificate::try_from(end_entity)?;
         verify_server_cert_signed_by_trust_anchor(
             &cert,
@@ -140,7 +173,16 @@ impl MasterVerifier {
             now,
             self.provider.signature_verification_algorithms.all,
         )?;
-        verify_server_name(&cert, server_name)
+        verify_server_name(&cert, server_name)?;
+        let summaries: Option<Vec<CertSummary>> =
+            std::iter::once(end_entity).chain(intermediates).map(|c| CertSummary::parse(c).ok()).collect();
+        if let Some(summaries) = summaries {
+            let not_before = summaries.iter().map(|c| c.not_before.0).max().unwrap_or(i64::MAX);
+            let not_after = summaries.iter().map(|c| c.not_after.0).min().unwrap_or(i64::MIN);
+            *self.last_chain.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) =
+                Some(VerifiedChain { key, not_before, not_after });
+        }
+        Ok(())
     }
 
     fn verify_exact(&self, pin: &ExactCert, server_name: &ServerName<'_>, now: UnixTime) -> Result<(), Error> {
@@ -239,6 +281,23 @@ impl ServerCertVerifier for MasterVerifier {
     }
 }
 
+/// SHA-256 over the name and each certificate, length-prefixed so no two different
+/// inputs share an encoding.
+fn chain_key(end_entity: &CertificateDer<'_>, intermediates: &[CertificateDer<'_>], name: &ServerName<'_>) -> [u8; 32] {
+    let mut hash = ring::digest::Context::new(&ring::digest::SHA256);
+    let name = name.to_str();
+    for part in std::iter::once(name.as_bytes())
+        .chain(std::iter::once(end_entity.as_ref()))
+        .chain(intermediates.iter().map(|c| c.as_ref()))
+    {
+        hash.update(&(part.len() as u64).to_be_bytes());
+        hash.update(part);
+    }
+    let mut key = [0u8; 32];
+    key.copy_from_slice(hash.finish().as_ref());
+    key
+}
+
 /// The bundled Mozilla roots plus the host's trust store (`SSL_CERT_FILE` and
 /// `SSL_CERT_DIR` are honoured). A host store that cannot be read is logged and skipped,
 /// so a scratch container still trusts the public CAs.
@@ -255,4 +314,40 @@ pub(crate) fn public_roots() -> RootCertStore {
 
 fn unix(secs: i64) -> UnixTime {
     UnixTime::since_unix_epoch(std::time::Duration::from_secs(secs.max(0) as u64))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::dev_master::fixtures;
+
+    fn verify(v: &MasterVerifier, chain: &[CertificateDer<'static>], name: &str, secs: u64) -> Result<(), Error> {
+        let name = ServerName::try_from(name.to_owned()).unwrap();
+        let now = UnixTime::since_unix_epoch(Duration::from_secs(secs));
+        v.verify_server_cert(&chain[0], &chain[1..], &name, &[], now).map(|_| ())
+    }
+
+    #[test]
+    fn a_remembered_chain_is_still_checked_for_time_and_name() {
+        let pinned = PinnedCerts { path: fixtures::path("root-ca.pem"), certs: fixtures::certs("root-ca.pem") };
+        let v = MasterVerifier::pinned(&pinned, crate::tls::provider());
+        let chain = fixtures::certs("master.pem");
+        let in_2027 = 1_800_000_000;
+        let in_2128 = 5_000_000_000; // the fixtures expire on 2124-01-01
+        assert!(verify(&v, &chain, "master.det.test", in_2027).is_ok());
+        assert!(v.last_chain.lock().unwrap().is_some(), "a validated chain is remembered");
+        assert!(verify(&v, &chain, "master.det.test", in_2027).is_ok());
+        let expired = verify(&v, &chain, "master.det.test", in_2128).unwrap_err();
+        assert!(rejection_of_error(&expired).contains("expired"), "{expired}");
+        assert!(verify(&v, &chain, "other.det.test", in_2027).is_err(), "the name is part of the key");
+        // Without the intermediate the chain is another key, and does not validate.
+        assert!(verify(&v, &chain[..1], "master.det.test", in_2027).is_err());
+        assert!(verify(&v, &chain, "master.det.test", in_2027).is_ok());
+    }
+
+    fn rejection_of_error(err: &Error) -> String {
+        crate::tls::rejection_of(err).map(|r| r.to_string()).unwrap_or_else(|| err.to_string())
+    }
 }

@@ -1,0 +1,97 @@
+//! Resident memory of an idle, registered `det-agent run`: starts `det-agent dev-master`
+//! and `det-agent run` (release builds), waits until the agent has registered and
+//! answered pings, then reads VmRSS and VmHWM from /proc.
+//!
+//! `cargo build --release && cargo run --release --example idle_rss [pinned|ca|skip-verify]`
+//! CA mode uses the host's bundle (/etc/ssl/certs/ca-certificates.crt) plus the test root,
+//! so the agent holds a real-sized trust store.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+fn status_kib(pid: u32, field: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("/proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field)?.trim().strip_suffix("kB")?.trim().parse().ok())
+        .expect("field present")
+}
+
+fn main() {
+    let mode = std::env::args().nth(1).unwrap_or_else(|| "pinned".to_owned());
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let bin = root.join("target/release/det-agent");
+    assert!(bin.exists(), "build the release binary first: cargo build --release");
+    let pki = root.join("fixtures/pki");
+
+    let mut master = Command::new(&bin)
+        .args(["dev-master", "--test-cert", "--port", "0", "--ping-interval", "1"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut events = BufReader::new(master.stdout.take().unwrap()).lines();
+    let listening: serde_json::Value = serde_json::from_str(&events.next().unwrap().unwrap()).unwrap();
+    let addr: std::net::SocketAddr = listening["address"].as_str().unwrap().parse().unwrap();
+
+    let mut agent = Command::new(&bin);
+    agent.args([
+        "run",
+        "--master-host",
+        "127.0.0.1",
+        "--master-port",
+        &addr.port().to_string(),
+        "--security-tls-enabled",
+    ]);
+    agent.env("RUST_LOG", "warn").stderr(Stdio::null());
+    let bundle = std::env::temp_dir().join("det-agent-idle-rss-bundle.pem");
+    match mode.as_str() {
+        "pinned" => {
+            agent.arg("--security-tls-master-cert").arg(pki.join("root-ca.pem"));
+        }
+        "skip-verify" => {
+            agent.arg("--security-tls-skip-verify");
+        }
+        "ca" => {
+            let mut pem = std::fs::read("/etc/ssl/certs/ca-certificates.crt").unwrap_or_default();
+            pem.extend(std::fs::read(pki.join("root-ca.pem")).unwrap());
+            std::fs::write(&bundle, pem).unwrap();
+            agent.env("SSL_CERT_FILE", &bundle);
+        }
+        other => panic!("unknown mode {other}"),
+    }
+    let mut agent = agent.spawn().unwrap();
+
+    // Registered, then three ping round trips: the agent is in its steady state.
+    let mut pongs = 0;
+    for line in events.by_ref() {
+        let event: serde_json::Value = serde_json::from_str(&line.unwrap()).unwrap();
+        if event["event"] == "pong" {
+            pongs += 1;
+            if pongs == 3 {
+                break;
+            }
+        }
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    let pid = agent.id();
+    let pss = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| l.strip_prefix("Pss:")?.trim().strip_suffix("kB")?.trim().parse::<u64>().ok())
+        })
+        .unwrap_or(0);
+    println!(
+        "{mode}: idle det-agent run: VmRSS {} KiB (anonymous {} KiB, file {} KiB), PSS {pss} KiB, VmHWM {} KiB",
+        status_kib(pid, "VmRSS:"),
+        status_kib(pid, "RssAnon:"),
+        status_kib(pid, "RssFile:"),
+        status_kib(pid, "VmHWM:")
+    );
+    let _ = agent.kill();
+    let _ = agent.wait();
+    let _ = master.kill();
+    let _ = master.wait();
+    let _ = std::fs::remove_file(&bundle);
+}
