@@ -157,7 +157,7 @@ pub async fn run(
         let peer = link.peer().clone();
         if let Some(tls) = &peer.tls {
             info!(address = %peer.address, fingerprint = %tls.fingerprint, tls_version = %tls.version,
-                verified_name = %tls.verified_name, proxy = peer.proxy, "TLS verified");
+                verified_name = %tls.verified_name, resumed = tls.resumed, proxy = peer.proxy, "TLS verified");
         } else {
             warn!(address = %peer.address, proxy = peer.proxy, "connected WITHOUT TLS: not encrypted, master not verified");
         }

@@ -15,6 +15,13 @@ use x509_parser::prelude::{FromDer, X509Certificate};
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Fingerprint(pub [u8; 32]);
 
+/// A certificate's validity window as Unix seconds (not before, not after), without the
+/// rest of [`CertSummary`]: the verifier's chain memory needs only this.
+pub fn validity_window(der: &[u8]) -> Option<(i64, i64)> {
+    let (_, cert) = X509Certificate::from_der(der).ok()?;
+    Some((cert.validity().not_before.timestamp(), cert.validity().not_after.timestamp()))
+}
+
 impl Fingerprint {
     /// Hashes `der`.
     pub fn of(der: &[u8]) -> Self {

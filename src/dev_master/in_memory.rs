@@ -27,14 +27,17 @@ pub fn verifiers() -> Vec<(&'static str, Arc<dyn ServerCertVerifier>)> {
         let mut certs = fixtures::certs(file);
         certs.truncate(1);
         let pinned = PinnedCerts { path: fixtures::path(file), certs };
-        Arc::new(MasterVerifier::new(&Trust::Pinned(pinned), NameSource::DialedHost, provider.clone()))
+        Arc::new(
+            MasterVerifier::new(&Trust::Pinned(pinned), NameSource::DialedHost, provider.clone()).remembering(false),
+        )
     };
     let stock = WebPkiServerVerifier::builder_with_provider(Arc::new(roots()), provider.clone())
         .build()
         .expect("stock verifier builds with a non-empty root store");
     vec![
         ("stock_webpki", stock),
-        ("ca", Arc::new(MasterVerifier::with_roots(roots(), provider.clone()))),
+        ("ca", Arc::new(MasterVerifier::with_roots(roots(), provider.clone()).remembering(false))),
+        ("ca_remembered", Arc::new(MasterVerifier::with_roots(roots(), provider.clone()))),
         ("pinned_chain", pinned("root-ca.pem")),
         ("pinned_exact", pinned("master.pem")),
         ("skip_verify", Arc::new(MasterVerifier::dangerous_unverified(provider))),

@@ -36,6 +36,7 @@ pub struct MasterVerifier {
     name_source: NameSource,
     provider: Arc<CryptoProvider>,
     last_chain: Mutex<Option<VerifiedChain>>,
+    remember: bool,
 }
 
 /// The last chain this verifier validated in full. A reconnect to the same master (a new
@@ -97,6 +98,7 @@ impl MasterVerifier {
             name_source: NameSource::DialedHost,
             provider,
             last_chain: Mutex::new(None),
+            remember: true,
         }
     }
 
@@ -129,6 +131,7 @@ impl MasterVerifier {
             name_source: NameSource::DialedHost,
             provider,
             last_chain: Mutex::new(None),
+            remember: true,
         }
     }
 
@@ -142,7 +145,15 @@ impl MasterVerifier {
             name_source: NameSource::DialedHost,
             provider,
             last_chain: Mutex::new(None),
+            remember: true,
         }
+    }
+
+    /// Whether to remember the last validated chain (on by default). Benchmarks turn it
+    /// off to measure full chain validation on every call.
+    pub fn remembering(mut self, remember: bool) -> Self {
+        self.remember = remember;
+        self
     }
 
     /// A one-line description of the mode, as used in rejections.
@@ -158,10 +169,10 @@ impl MasterVerifier {
         server_name: &ServerName<'_>,
         now: UnixTime,
     ) -> Result<(), Error> {
-        let key = chain_key(end_entity, intermediates, server_name);
+        let key = self.remember.then(|| chain_key(end_entity, intermediates, server_name));
         let time = now.as_secs() as i64;
         let memo = self.last_chain.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if memo.as_ref().is_some_and(|m| m.key == key && (m.not_before..=m.not_after).contains(&time)) {
+        if memo.as_ref().is_some_and(|m| Some(m.key) == key && (m.not_before..=m.not_after).contains(&time)) {
             return Ok(());
         }
         drop(memo);
@@ -174,11 +185,12 @@ impl MasterVerifier {
             self.provider.signature_verification_algorithms.all,
         )?;
         verify_server_name(&cert, server_name)?;
-        let summaries: Option<Vec<CertSummary>> =
-            std::iter::once(end_entity).chain(intermediates).map(|c| CertSummary::parse(c).ok()).collect();
-        if let Some(summaries) = summaries {
-            let not_before = summaries.iter().map(|c| c.not_before.0).max().unwrap_or(i64::MAX);
-            let not_after = summaries.iter().map(|c| c.not_after.0).min().unwrap_or(i64::MIN);
+        let Some(key) = key else { return Ok(()) };
+        let windows: Option<Vec<(i64, i64)>> =
+            std::iter::once(end_entity).chain(intermediates).map(|c| crate::x509::validity_window(c)).collect();
+        if let Some(windows) = windows {
+            let not_before = windows.iter().map(|w| w.0).max().unwrap_or(i64::MAX);
+            let not_after = windows.iter().map(|w| w.1).min().unwrap_or(i64::MIN);
             *self.last_chain.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) =
                 Some(VerifiedChain { key, not_before, not_after });
         }
