@@ -208,7 +208,7 @@ impl Report {
         Report {
             mode,
             trust,
-            target: format_target(&config.master_host, config.master_port),
+            target: crate::link::authority(&config.master_host, config.master_port),
             attempts: Vec::new(),
             verified_name: tls_on.then(|| server_name.to_str().into_owned()),
             sni_sent: tls_on && matches!(server_name, ServerName::DnsName(_)),
@@ -234,13 +234,6 @@ impl Verdict {
 
 fn first_line(text: &str) -> &str {
     text.lines().next().unwrap_or(text)
-}
-
-fn format_target(host: &Host, port: u16) -> String {
-    match host {
-        Host::Ip(std::net::IpAddr::V6(ip)) => format!("[{ip}]:{port}"),
-        other => format!("{other}:{port}"),
-    }
 }
 
 /// Every address of `host`, in resolver order; an IP literal is its own single address.

@@ -114,7 +114,7 @@ pub async fn run(
             target = t;
         }
 
-        let mode = target.config.tls.as_ref().map_or("plain", |t| t.trust.mode_name());
+        let mode = target.config.mode_name();
         let verified_name = target.config.tls.as_ref().map(|_| target.config.server_name().to_str().into_owned());
         info!(target = %target.authority(), mode, verified_name, reconnect = registered_before, "connecting");
         let connecting = link::connect(&target, registered_before);
@@ -144,8 +144,7 @@ pub async fn run(
             Err(err) => {
                 failures = failures.saturating_add(1);
                 fold.failed(&err.to_string(), failures);
-                let limit = target.config.agent_reconnect_attempts;
-                if limit > 0 && failures >= limit {
+                if out_of_attempts(&target, failures) {
                     return Err(DaemonError::GaveUp { attempts: failures, last: err.to_string() });
                 }
                 delay = Some(schedule(&target).delay(waits, random_unit()));
@@ -193,13 +192,18 @@ pub async fn run(
         } else {
             // A link that drops at once is a failed attempt: flapping backs off and counts.
             failures = failures.saturating_add(1);
-            let limit = target.config.agent_reconnect_attempts;
-            if limit > 0 && failures >= limit {
+            if out_of_attempts(&target, failures) {
                 return Err(DaemonError::GaveUp { attempts: failures, last: "the link kept dropping".to_owned() });
             }
         }
         delay = Some(schedule(&target).delay(waits, random_unit()));
     }
+}
+
+/// `agent_reconnect_attempts` > 0 and that many consecutive failures reached.
+fn out_of_attempts(target: &Target, failures: u32) -> bool {
+    let limit = target.config.agent_reconnect_attempts;
+    limit > 0 && failures >= limit
 }
 
 fn schedule(target: &Target) -> Backoff {
@@ -239,7 +243,7 @@ async fn wait_for_stop(
 fn apply_reload(reload: &mut impl FnMut() -> Result<Target, String>, next: &mut Option<Target>) -> bool {
     match reload() {
         Ok(target) => {
-            let mode = target.config.tls.as_ref().map_or("plain", |t| t.trust.mode_name());
+            let mode = target.config.mode_name();
             info!(target = %target.authority(), mode, "configuration reloaded; it applies from the next connection");
             *next = Some(target);
             true

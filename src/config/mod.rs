@@ -65,6 +65,11 @@ impl Config {
         }
     }
 
+    /// The trust mode's short name (`ca`, `pinned`, `skip-verify`), or `plain` when TLS is off.
+    pub fn mode_name(&self) -> &'static str {
+        self.tls.as_ref().map_or("plain", |t| t.trust.mode_name())
+    }
+
     /// The name the master's certificate is verified against (and sent as SNI when it is
     /// a DNS name): `master_cert_name` when set, else the dialed host.
     pub fn server_name(&self) -> ServerName<'static> {

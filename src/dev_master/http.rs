@@ -4,6 +4,8 @@
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
+use crate::link::head::{self, Read};
+
 /// Largest request head accepted.
 const MAX_HEAD: usize = 16 * 1024;
 /// Largest request body accepted (task log batches).
@@ -32,20 +34,11 @@ impl Head {
 /// Reads one request head. `Ok(None)` when the client closed without sending one (as
 /// `det-agent check` does after its handshake).
 pub async fn read_head<S: AsyncRead + Unpin>(stream: &mut S) -> Result<Option<Head>, String> {
-    let mut buf = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 2048];
-    let end = loop {
-        let n = stream.read(&mut chunk).await.map_err(|e| e.to_string())?;
-        if n == 0 {
-            return if buf.is_empty() { Ok(None) } else { Err("connection closed inside a request head".into()) };
-        }
-        buf.extend_from_slice(&chunk[..n]);
-        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            break i + 4;
-        }
-        if buf.len() > MAX_HEAD {
-            return Err(format!("request head over {MAX_HEAD} bytes"));
-        }
+    let (buf, end) = match head::read_head(stream, MAX_HEAD).await.map_err(|e| e.to_string())? {
+        Read::Complete { bytes, end } => (bytes, end),
+        Read::ClosedEmpty => return Ok(None),
+        Read::ClosedInside => return Err("connection closed inside a request head".into()),
+        Read::TooLong => return Err(format!("request head over {MAX_HEAD} bytes")),
     };
     let mut headers = [httparse::EMPTY_HEADER; 64];
     let mut request = httparse::Request::new(&mut headers);

@@ -8,6 +8,7 @@
 //! alive until the master goes away, the link breaks, or the caller stops it.
 
 mod error;
+pub(crate) mod head;
 pub mod protocol;
 pub mod proxy;
 mod stream;

@@ -11,9 +11,10 @@ use std::net::IpAddr;
 
 use data_encoding::BASE64;
 use percent_encoding::percent_decode_str;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
+use super::head::{read_head, Read};
 use crate::config::Host;
 
 /// Largest CONNECT response head accepted.
@@ -139,20 +140,13 @@ impl Proxy {
         request.push_str("\r\n");
         tcp.write_all(request.as_bytes()).await.map_err(|e| format!("proxy {self}: cannot send CONNECT: {e}"))?;
 
-        let mut head = Vec::with_capacity(1024);
-        let mut chunk = [0u8; 1024];
-        let end = loop {
-            let n = tcp.read(&mut chunk).await.map_err(|e| format!("proxy {self}: reading its answer: {e}"))?;
-            if n == 0 {
-                return Err(format!("proxy {self} closed the connection instead of answering CONNECT {target}"));
+        let (head, end) = match read_head(tcp, MAX_HEAD).await {
+            Ok(Read::Complete { bytes, end }) => (bytes, end),
+            Ok(Read::ClosedEmpty | Read::ClosedInside) => {
+                return Err(format!("proxy {self} closed the connection instead of answering CONNECT {target}"))
             }
-            head.extend_from_slice(&chunk[..n]);
-            if let Some(i) = head.windows(4).position(|w| w == b"\r\n\r\n") {
-                break i + 4;
-            }
-            if head.len() > MAX_HEAD {
-                return Err(format!("proxy {self} sent an answer head over {MAX_HEAD} bytes"));
-            }
+            Ok(Read::TooLong) => return Err(format!("proxy {self} sent an answer head over {MAX_HEAD} bytes")),
+            Err(e) => return Err(format!("proxy {self}: reading its answer: {e}")),
         };
         let mut headers = [httparse::EMPTY_HEADER; 32];
         let mut response = httparse::Response::new(&mut headers);
