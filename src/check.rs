@@ -23,7 +23,7 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The outcome of one dial.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
-    /// `ca`, `pinned`, `skip-verify`, or `plain` (TLS off).
+    /// `ca`, `pinned`, `skip-verify`, `key-pin` (skip_verify with pins), or `plain` (TLS off).
     pub mode: &'static str,
     /// The trust settings in words.
     pub trust: String,
@@ -140,12 +140,40 @@ async fn dial_addresses(
                     .filter_map(|c| CertSummary::parse(c).ok())
                     .collect();
                 let fingerprint = report.chain.first().map(|c| c.sha256.to_string()).unwrap_or_default();
+                let pins = config.tls.as_ref().map_or(&[][..], |t| &t.master_key_pins[..]);
+                let pinned_keys: Vec<String> =
+                    report.chain.iter().filter(|c| pins.contains(&c.key_pin)).map(|c| c.key_pin.to_string()).collect();
                 report.verdict = match config.tls.as_ref().map(|t| &t.trust) {
+                    Some(crate::Trust::SkipVerify) if !pins.is_empty() => Verdict {
+                        ok: true,
+                        summary: format!(
+                            "master authenticated by its pinned key {} (skip_verify: chain and name not checked)",
+                            pinned_keys.join(", ")
+                        ),
+                        error: None,
+                        rejection: None,
+                    },
                     Some(crate::Trust::SkipVerify) => Verdict {
                         ok: true,
                         summary: format!(
                             "accepted WITHOUT verification (skip_verify); the master presented sha256 {fingerprint}"
                         ),
+                        error: None,
+                        rejection: None,
+                    },
+                    _ if !pins.is_empty() => Verdict {
+                        ok: true,
+                        summary: match pinned_keys.is_empty() {
+                            true => format!(
+                                "master verified as {}, with the pinned key of its trust anchor (which the master does not present)",
+                                server_name.to_str()
+                            ),
+                            false => format!(
+                                "master verified as {}, with pinned key {}",
+                                server_name.to_str(),
+                                pinned_keys.join(", ")
+                            ),
+                        },
                         error: None,
                         rejection: None,
                     },
@@ -169,7 +197,15 @@ async fn dial_addresses(
                     report.verdict = Verdict::fail(rejection.to_string(), Some(rejection.kind()));
                     return report;
                 }
-                report.verdict = Verdict::fail(format!("TLS handshake with {addr} failed: {err}"), None);
+                let explained = match err.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>()) {
+                    // The verifier explains every certificate refusal itself; BadSignature
+                    // without a rejection is the handshake signature, checked after it.
+                    Some(rustls::Error::InvalidCertificate(rustls::CertificateError::BadSignature)) => format!(
+                        "TLS handshake with {addr} failed: the master did not prove it holds the private key of the certificate it presented (its handshake signature does not verify with that certificate's key) — either something is posing as the master with a copy of its certificate, or the master's key file does not belong to its certificate"
+                    ),
+                    _ => format!("TLS handshake with {addr} failed: {err}"),
+                };
+                report.verdict = Verdict::fail(explained, None);
             }
             Err(_) => {
                 report
@@ -201,7 +237,7 @@ impl Report {
     fn new(config: &Config) -> Report {
         let server_name = config.server_name();
         let (mode, trust) = match &config.tls {
-            Some(tls) => (tls.trust.mode_name(), tls.trust.to_string()),
+            Some(tls) => (tls.mode_name(), tls.to_string()),
             None => ("plain", "TLS off".to_owned()),
         };
         let tls_on = config.tls.is_some();
@@ -268,6 +304,7 @@ impl fmt::Display for Report {
             writeln!(f, "  issuer       {}", c.issuer)?;
             writeln!(f, "  valid        {} to {}", c.not_before, c.not_after)?;
             writeln!(f, "  sha256       {}", c.sha256)?;
+            writeln!(f, "  key pin      {}", c.key_pin)?;
         }
         match (&self.verdict.ok, &self.verdict.error) {
             (true, _) => write!(f, "verdict        OK: {}", self.verdict.summary),

@@ -11,6 +11,7 @@ use crate::check::{self, Report};
 use crate::config::{Config, Host, PinnedCerts, TlsConfig, Trust};
 use crate::dev_master::{fixtures, DevMaster};
 use crate::tls::RejectionKind;
+use crate::x509::KeyPin;
 
 struct Scenario {
     title: &'static str,
@@ -18,6 +19,8 @@ struct Scenario {
     dial: &'static str,
     trust: fn() -> Trust,
     cert_name: Option<&'static str>,
+    /// Fixtures whose leaf key is pinned in master_key_pins.
+    key_pins: &'static [&'static str],
     expect: Result<(), RejectionKind>,
 }
 
@@ -32,6 +35,7 @@ const SCENARIOS: &[Scenario] = &[
         dial: "localhost",
         trust: || Trust::PublicRoots,
         cert_name: None,
+        key_pins: &[],
         expect: Err(RejectionKind::UnknownIssuer),
     },
     Scenario {
@@ -40,6 +44,7 @@ const SCENARIOS: &[Scenario] = &[
         dial: "localhost",
         trust: || pinned("root-ca.pem"),
         cert_name: None,
+        key_pins: &[],
         expect: Ok(()),
     },
     Scenario {
@@ -48,6 +53,7 @@ const SCENARIOS: &[Scenario] = &[
         dial: "127.0.0.1",
         trust: || pinned("chain-to-root.pem"),
         cert_name: None,
+        key_pins: &[],
         expect: Ok(()),
     },
     Scenario {
@@ -56,6 +62,7 @@ const SCENARIOS: &[Scenario] = &[
         dial: "localhost",
         trust: || pinned("self-signed-ca.pem"),
         cert_name: None,
+        key_pins: &[],
         expect: Ok(()),
     },
     Scenario {
@@ -64,6 +71,7 @@ const SCENARIOS: &[Scenario] = &[
         dial: "127.0.0.1",
         trust: || pinned("root-ca.pem"),
         cert_name: None,
+        key_pins: &[],
         expect: Err(RejectionKind::NotValidForName),
     },
     Scenario {
@@ -72,6 +80,7 @@ const SCENARIOS: &[Scenario] = &[
         dial: "127.0.0.1",
         trust: || pinned("root-ca.pem"),
         cert_name: Some("master.det.test"),
+        key_pins: &[],
         expect: Ok(()),
     },
     Scenario {
@@ -80,6 +89,7 @@ const SCENARIOS: &[Scenario] = &[
         dial: "localhost",
         trust: || pinned("root-ca.pem"),
         cert_name: None,
+        key_pins: &[],
         expect: Err(RejectionKind::Expired),
     },
     Scenario {
@@ -88,6 +98,7 @@ const SCENARIOS: &[Scenario] = &[
         dial: "localhost",
         trust: || pinned("self-signed-ca.pem"),
         cert_name: None,
+        key_pins: &[],
         expect: Err(RejectionKind::UnknownIssuer),
     },
     Scenario {
@@ -96,7 +107,35 @@ const SCENARIOS: &[Scenario] = &[
         dial: "127.0.0.1",
         trust: || Trust::SkipVerify,
         cert_name: None,
+        key_pins: &[],
         expect: Ok(()),
+    },
+    Scenario {
+        title: "CA key pinned, on the verified path",
+        master: "master",
+        dial: "localhost",
+        trust: || pinned("root-ca.pem"),
+        cert_name: None,
+        key_pins: &["intermediate-ca.pem"],
+        expect: Ok(()),
+    },
+    Scenario {
+        title: "skip_verify + the master's key pinned",
+        master: "self-signed-leaf",
+        dial: "127.0.0.1",
+        trust: || Trust::SkipVerify,
+        cert_name: None,
+        key_pins: &["self-signed-leaf.pem"],
+        expect: Ok(()),
+    },
+    Scenario {
+        title: "same pin, another master's key",
+        master: "self-signed-ca",
+        dial: "127.0.0.1",
+        trust: || Trust::SkipVerify,
+        cert_name: None,
+        key_pins: &["self-signed-leaf.pem"],
+        expect: Err(RejectionKind::KeyPinMismatch),
     },
 ];
 
@@ -113,6 +152,8 @@ pub async fn run(out: &mut dyn Write) -> std::io::Result<bool> {
         let master = DevMaster::with_fixture(s.master).await?;
         let mut tls = TlsConfig::new((s.trust)());
         tls.master_cert_name = s.cert_name.map(|n| DnsName::try_from(n).expect("demo names are valid").to_owned());
+        tls.master_key_pins =
+            s.key_pins.iter().map(|f| KeyPin::of_cert(&fixtures::certs(f)[0]).expect("fixtures parse")).collect();
         let mut config = Config::new(Host::parse(s.dial).expect("demo hosts are valid"), Some(tls));
         config.master_port = master.addr().port();
         let report = check::check(&config, Duration::from_secs(5)).await;
@@ -133,6 +174,7 @@ pub async fn run(out: &mut dyn Write) -> std::io::Result<bool> {
         .map(|(s, r, ok)| {
             let result = match (&r.verdict.ok, &r.verdict.rejection) {
                 (true, _) if r.mode == "skip-verify" => "accepted, NOT verified".to_owned(),
+                (true, _) if r.mode == "key-pin" => "authenticated by key pin".to_owned(),
                 (true, _) => "verified".to_owned(),
                 (false, Some(kind)) => format!(
                     "rejected: {}",

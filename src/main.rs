@@ -364,6 +364,7 @@ async fn trust(request: TrustRequest, limit: Duration) -> ExitCode {
         }
     }
     println!("  fingerprint (sha256 of the leaf): {}", leaf.sha256);
+    println!("  key pin (sha256 of its public key, for security.tls.master_key_pins): {}", leaf.key_pin);
     let accepted = match expected {
         Some(expected) if expected == leaf.sha256.0 => true,
         Some(_) => {

@@ -55,6 +55,9 @@ async fn check_verifies_a_pinned_master_and_exits_0() {
     assert!(stdout.contains("verdict        OK: master verified as 127.0.0.1"), "{stdout}");
     assert!(stdout.contains("(IP address: no SNI sent)") && stdout.contains("TLSv1_3"), "{stdout}");
     assert!(stdout.contains("certificate [1]") && stdout.contains("sha256"), "{stdout}");
+    let intermediate =
+        det_agent::x509::KeyPin::of_cert(&det_agent::dev_master::fixtures::certs("intermediate-ca.pem")[0]).unwrap();
+    assert!(stdout.contains(&format!("  key pin      {intermediate}")), "{stdout}");
 }
 
 #[tokio::test]
@@ -102,6 +105,25 @@ async fn check_json_is_one_object() {
     assert_eq!(fingerprint.len(), 95);
     // skip_verify is never silent: the warning names the fingerprint.
     assert!(stderr.contains("master identity NOT verified") && stderr.contains(fingerprint), "{stderr}");
+
+    // The key pin `check` printed, given back in the environment, authenticates the
+    // master: no warning any more. Another key is refused.
+    let key_pin = report["chain"][0]["key_pin"].as_str().unwrap();
+    let out = det_agent(&args, &[("DET_SECURITY_TLS_MASTER_KEY_PINS", key_pin)]).await;
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["mode"], "key-pin");
+    assert!(report["verdict"]["summary"].as_str().unwrap().contains(key_pin), "{stdout}");
+    assert!(!stderr.contains("NOT verified"), "{stderr}");
+    let other = format!("sha256:{}", "00".repeat(32));
+    let out = det_agent(&args, &[("DET_SECURITY_TLS_MASTER_KEY_PINS", &format!("{other},{key_pin}"))]).await;
+    assert_eq!(out.status.code(), Some(0), "the second pin of the list matches: {}", text(&out).0);
+    let out = det_agent(&args, &[("DET_SECURITY_TLS_MASTER_KEY_PINS", &other)]).await;
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["verdict"]["rejection"], "key_pin_mismatch");
 }
 
 #[tokio::test]

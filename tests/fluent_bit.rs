@@ -218,6 +218,26 @@ fn a_pinned_file_without_a_root_is_written_with_a_warning() {
 }
 
 #[test]
+fn key_pins_fluent_bit_cannot_check_are_called_out() {
+    let etc = Etc::new();
+    let pin = format!("sha256:{}", "ab".repeat(32));
+    let skip = format!(
+        "master_host: master.det.test\nsecurity:\n  tls:\n    enabled: true\n    skip_verify: true\n    master_key_pins: [{pin}]\n"
+    );
+    let pipeline = etc.build(&skip).unwrap();
+    assert_eq!(pipeline.warnings().len(), 1);
+    assert!(pipeline.warnings()[0].contains("tls.verify Off, to whoever answers"), "{:?}", pipeline.warnings());
+    let text = pipeline.render(Format::Classic).unwrap();
+    assert!(text.contains("# WARNING: Fluent Bit cannot check security.tls.master_key_pins"), "{text}");
+    let pinned = format!(
+        "master_host: master.det.test\nsecurity:\n  tls:\n    enabled: true\n    master_cert: chain-to-root.pem\n    master_key_pins: [{pin}]\n"
+    );
+    let pipeline = etc.build(&pinned).unwrap();
+    assert_eq!(pipeline.warnings().len(), 1);
+    assert!(pipeline.warnings()[0].contains("without the pins"), "{:?}", pipeline.warnings());
+}
+
+#[test]
 fn unsafe_paths_are_refused_naming_the_option() {
     let etc = Etc::new();
     let config = etc.config(MODES[2].1);

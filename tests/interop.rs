@@ -60,3 +60,36 @@ async fn openssl_master_with_an_unpinned_chain_is_refused() {
     let report = dial(&config("localhost", addr, TlsConfig::new(pinned("other-root-ca.pem")))).await;
     assert_eq!(report.verdict.rejection, Some(RejectionKind::UnknownIssuer));
 }
+
+/// A pin as kubeadm's documentation computes one, with the openssl command line.
+fn openssl_pin(file: &str) -> det_agent::x509::KeyPin {
+    let pki = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/pki");
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!(
+            "openssl x509 -in {pki}/{file} -pubkey -noout | openssl pkey -pubin -outform der | openssl dgst -sha256 -r"
+        ))
+        .output()
+        .expect("sh runs");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let hex = String::from_utf8(out.stdout).unwrap();
+    format!("sha256:{}", hex.split_whitespace().next().unwrap()).parse().unwrap()
+}
+
+#[tokio::test]
+async fn key_pins_equal_the_ones_openssl_computes() {
+    use det_agent::dev_master::fixtures;
+    use det_agent::x509::KeyPin;
+    for file in ["master.pem", "master-rsa.pem", "intermediate-ca.pem", "root-ca.pem", "self-signed-ca.pem"] {
+        assert_eq!(KeyPin::of_cert(&fixtures::certs(file)[0]).unwrap(), openssl_pin(file), "{file}");
+    }
+    // And an openssl master (TLS 1.2, RSA) is authenticated under skip_verify by the
+    // pin openssl computed.
+    let (_server, addr) = s_server("master-rsa", &["-tls1_2"]).await;
+    let mut tls = TlsConfig::new(det_agent::Trust::SkipVerify);
+    tls.master_key_pins = vec![openssl_pin("master-rsa.pem")];
+    let report = dial(&config("127.0.0.1", addr, tls)).await;
+    assert!(report.verdict.ok, "{}", report.verdict.error.unwrap_or_default());
+    assert_eq!(report.mode, "key-pin");
+    assert_eq!(report.chain[0].key_pin, openssl_pin("master-rsa.pem"));
+}

@@ -28,7 +28,7 @@ impl ResolvesServerCert for Impostor {
     }
 }
 
-async fn impostor(versions: &[&'static rustls::SupportedProtocolVersion]) -> DevMaster {
+pub(crate) async fn impostor(versions: &[&'static rustls::SupportedProtocolVersion]) -> DevMaster {
     let provider = tls::provider();
     let key = provider.key_provider.load_private_key(fixtures::key("unrelated.key")).unwrap();
     let stolen = CertifiedKey::new(fixtures::certs("self-signed-leaf.pem"), key);

@@ -5,6 +5,7 @@
 mod cli;
 mod fluent_bit;
 mod interop;
+mod key_pins;
 mod link;
 mod matrix;
 mod negative;

@@ -12,6 +12,8 @@ use std::time::Duration;
 
 use rustls_pki_types::{CertificateDer, DnsName, PrivateKeyDer, ServerName};
 
+use crate::x509::KeyPin;
+
 pub use sources::{ConfigArgs, DEFAULT_CONFIG_PATH};
 
 /// The master's TLS port when TLS is on (the master's own default).
@@ -68,9 +70,10 @@ impl Config {
         }
     }
 
-    /// The trust mode's short name (`ca`, `pinned`, `skip-verify`), or `plain` when TLS is off.
+    /// The trust mode's short name (`ca`, `pinned`, `skip-verify`, `key-pin`), or `plain`
+    /// when TLS is off.
     pub fn mode_name(&self) -> &'static str {
-        self.tls.as_ref().map_or("plain", |t| t.trust.mode_name())
+        self.tls.as_ref().map_or("plain", TlsConfig::mode_name)
     }
 
     /// The name the master's certificate is verified against (and sent as SNI when it is
@@ -183,12 +186,46 @@ pub struct TlsConfig {
     pub master_cert_name: Option<DnsName<'static>>,
     /// Client certificate and key for mutual TLS.
     pub client_identity: Option<ClientIdentity>,
+    /// `master_key_pins`: when not empty, a certificate with one of these keys must be on
+    /// the path the verifier relies on, in addition to the trust mode's checks. Under
+    /// skip_verify they are what authenticates the master.
+    pub master_key_pins: Vec<KeyPin>,
 }
 
 impl TlsConfig {
-    /// TLS with the given trust, no name override and no client certificate.
+    /// TLS with the given trust, no name override, no client certificate, no key pins.
     pub fn new(trust: Trust) -> Self {
-        TlsConfig { trust, master_cert_name: None, client_identity: None }
+        TlsConfig { trust, master_cert_name: None, client_identity: None, master_key_pins: Vec::new() }
+    }
+
+    /// The trust mode's short name, `key-pin` for skip_verify with pins.
+    pub fn mode_name(&self) -> &'static str {
+        match (&self.trust, self.master_key_pins.is_empty()) {
+            (Trust::SkipVerify, false) => "key-pin",
+            (trust, _) => trust.mode_name(),
+        }
+    }
+
+    /// Whether the master's identity is checked at all: false only for skip_verify
+    /// without key pins.
+    pub fn authenticates(&self) -> bool {
+        !matches!(self.trust, Trust::SkipVerify) || !self.master_key_pins.is_empty()
+    }
+}
+
+/// The trust mode and the key pins, in words.
+impl fmt::Display for TlsConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let pins: Vec<String> = self.master_key_pins.iter().map(KeyPin::to_string).collect();
+        match (&self.trust, pins.is_empty()) {
+            (trust, true) => trust.fmt(f),
+            (Trust::SkipVerify, false) => write!(
+                f,
+                "key-pin mode (skip_verify with master_key_pins: the pinned key authenticates the master; no name check): {}",
+                pins.join(", ")
+            ),
+            (trust, false) => write!(f, "{trust}, with master_key_pins {}", pins.join(", ")),
+        }
     }
 }
 

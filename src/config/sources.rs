@@ -17,6 +17,7 @@ use super::{
 use crate::error::{ConfigError, Origin};
 use crate::fluent_bit::Format;
 use crate::pem;
+use crate::x509::KeyPin;
 
 /// Read when `--config` is not given and the file exists.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/determined/agent.yaml";
@@ -73,6 +74,7 @@ struct FileTls {
     skip_verify: Option<bool>,
     master_cert: Option<PathBuf>,
     master_cert_name: Option<String>,
+    master_key_pins: Option<Vec<String>>,
     client_cert: Option<PathBuf>,
     client_key: Option<PathBuf>,
 }
@@ -126,6 +128,9 @@ pub struct ConfigArgs {
     /// DNS name to verify (and send as SNI) instead of the dialed host [env: DET_SECURITY_TLS_MASTER_CERT_NAME]
     #[arg(long, value_name = "NAME")]
     pub security_tls_master_cert_name: Option<String>,
+    /// Pins of the master's public key, comma-separated: sha256:HEX or sha256:BASE64; any one may match [env: DET_SECURITY_TLS_MASTER_KEY_PINS]
+    #[arg(long, value_name = "PINS")]
+    pub security_tls_master_key_pins: Option<String>,
     /// Client certificate for mutual TLS [env: DET_SECURITY_TLS_CLIENT_CERT]
     #[arg(long, value_name = "FILE")]
     pub security_tls_client_cert: Option<String>,
@@ -180,6 +185,7 @@ opt!(
     "--security-tls-master-cert-name",
     "DET_SECURITY_TLS_MASTER_CERT_NAME"
 );
+opt!(KEY_PINS, "security.tls.master_key_pins", "--security-tls-master-key-pins", "DET_SECURITY_TLS_MASTER_KEY_PINS");
 opt!(CLIENT_CERT, "security.tls.client_cert", "--security-tls-client-cert", "DET_SECURITY_TLS_CLIENT_CERT");
 opt!(CLIENT_KEY, "security.tls.client_key", "--security-tls-client-key", "DET_SECURITY_TLS_CLIENT_KEY");
 opt!(FLUENT_DIR, "fluent.config_dir", "--fluent-config-dir", "DET_FLUENT_CONFIG_DIR");
@@ -354,6 +360,11 @@ impl Resolver<'_> {
         )?;
         let cert_name =
             self.pick(&CERT_NAME, &a.security_tls_master_cert_name, ftls.master_cert_name, |s| Ok(s.to_owned()))?;
+        let file_pins = match ftls.master_key_pins {
+            Some(list) => Some(self.file_pins(list)?),
+            None => None,
+        };
+        let key_pins = self.pick(&KEY_PINS, &a.security_tls_master_key_pins, file_pins, parse_pin_list)?;
         let client_cert = self.pick(
             &CLIENT_CERT,
             &a.security_tls_client_cert,
@@ -372,6 +383,7 @@ impl Resolver<'_> {
         let tls_on = enabled.as_ref().is_some_and(|s| s.value);
         let tls = if tls_on {
             let mut tls = tls_config(skip_verify, master_cert, cert_name, client_cert, client_key)?;
+            tls.master_key_pins = key_pins.map(|s| s.value).unwrap_or_default();
             if matches!(tls.trust, Trust::PublicRoots) {
                 let port = master_port.as_ref().map_or(DEFAULT_TLS_PORT, |s| s.value);
                 if let Some(stored) = self.stored_chain(&master_host.value, port)? {
@@ -387,6 +399,7 @@ impl Resolver<'_> {
             for (opt, present) in [
                 (&MASTER_CERT, master_cert.is_some()),
                 (&CERT_NAME, cert_name.is_some()),
+                (&KEY_PINS, key_pins.as_ref().is_some_and(|s| !s.value.is_empty())),
                 (&CLIENT_CERT, client_cert.is_some()),
                 (&CLIENT_KEY, client_key.is_some()),
             ] {
@@ -426,6 +439,22 @@ impl Resolver<'_> {
         let url = crate::trust::MasterUrl::for_agent(host, port, true);
         let certs = store.get(&url).map_err(ConfigError::TrustStore)?;
         Ok(certs.map(|certs| PinnedCerts { path: store.path().to_owned(), certs, store_entry: Some(url.store_key()) }))
+    }
+
+    /// The file's pin list, each entry checked; an error names the entry by position.
+    fn file_pins(&self, list: Vec<String>) -> Result<Vec<KeyPin>, ConfigError> {
+        let n = list.len();
+        list.into_iter()
+            .enumerate()
+            .map(|(i, text)| {
+                text.parse::<KeyPin>().map_err(|expected| ConfigError::Invalid {
+                    option: KEY_PINS.key,
+                    origin: self.file_origin(),
+                    value: text,
+                    expected: format!("entry {} of {n}: {expected}", i + 1),
+                })
+            })
+            .collect()
     }
 
     fn fluent(&self, file: FileFluent) -> Result<FluentConfig, ConfigError> {
@@ -496,7 +525,7 @@ fn tls_config(
         (None, Some(_)) => Trust::SkipVerify,
         (None, None) => Trust::PublicRoots,
     };
-    Ok(TlsConfig { trust, master_cert_name, client_identity })
+    Ok(TlsConfig { trust, master_cert_name, client_identity, master_key_pins: Vec::new() })
 }
 
 /// Loads a client certificate and key and checks that the key belongs to the certificate.
@@ -580,6 +609,17 @@ fn parse_message_size(s: &str) -> Result<usize, String> {
     }
 }
 
+/// Pins from a flag or the environment: comma-separated (neither hex nor base64 has a comma).
+fn parse_pin_list(s: &str) -> Result<Vec<KeyPin>, String> {
+    let entries: Vec<&str> = s.split(',').map(str::trim).filter(|e| !e.is_empty()).collect();
+    let n = entries.len();
+    entries
+        .iter()
+        .enumerate()
+        .map(|(i, e)| e.parse::<KeyPin>().map_err(|why| format!("entry {} of {n} ({e:?}): {why}", i + 1)))
+        .collect()
+}
+
 fn parse_port(s: &str) -> Result<u16, String> {
     match s.parse::<u16>() {
         Ok(0) | Err(_) => Err("expected a TCP port from 1 to 65535".to_owned()),
@@ -634,6 +674,48 @@ mod tests {
         let path = Path::new("/etc/determined/agent.yaml");
         let file = parse_file(yaml, path)?;
         Resolver { args: &args, env: &lookup, file_path: Some(path) }.resolve(file)
+    }
+
+    #[test]
+    fn key_pins_come_from_the_file_the_environment_or_a_flag() {
+        let (a, b) = (KeyPin([0xAA; 32]), KeyPin([0xBB; 32]));
+        let b64 = data_encoding::BASE64.encode(&b.0);
+        let yaml = format!(
+            "master_host: m\nsecurity:\n  tls:\n    enabled: true\n    skip_verify: true\n    master_key_pins:\n      - {a}\n      - sha256:{b64}\n"
+        );
+        let pins = |c: Config| c.tls.unwrap().master_key_pins;
+        assert_eq!(pins(resolve(&yaml, ConfigArgs::default(), &[]).unwrap()), [a, b]);
+        let env = format!("{b}, {a}");
+        assert_eq!(
+            pins(resolve(&yaml, ConfigArgs::default(), &[("DET_SECURITY_TLS_MASTER_KEY_PINS", &env)]).unwrap()),
+            [b, a]
+        );
+        let flag = ConfigArgs { security_tls_master_key_pins: Some(a.to_string()), ..ConfigArgs::default() };
+        assert_eq!(pins(resolve(&yaml, flag, &[("DET_SECURITY_TLS_MASTER_KEY_PINS", &env)]).unwrap()), [a]);
+        let with_pins = resolve(&yaml, ConfigArgs::default(), &[]).unwrap();
+        assert_eq!(with_pins.mode_name(), "key-pin");
+        assert!(with_pins.tls.unwrap().authenticates());
+    }
+
+    #[test]
+    fn a_bad_key_pin_is_named_by_its_position() {
+        let yaml = format!(
+            "master_host: m\nsecurity:\n  tls:\n    enabled: true\n    master_key_pins: [{}, \"sha256:{}\"]\n",
+            KeyPin([1; 32]),
+            crate::x509::Fingerprint([2; 32])
+        );
+        let msg = resolve(&yaml, ConfigArgs::default(), &[]).unwrap_err().to_string();
+        assert!(msg.contains("security.tls.master_key_pins") && msg.contains("entry 2 of 2"), "{msg}");
+        assert!(msg.contains("certificate fingerprint") && msg.contains("det-agent check"), "{msg}");
+        let env = [("DET_SECURITY_TLS_MASTER_KEY_PINS", "sha256:nothex")];
+        let msg = resolve("master_host: m\nsecurity:\n  tls:\n    enabled: true\n", ConfigArgs::default(), &env)
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("$DET_SECURITY_TLS_MASTER_KEY_PINS") && msg.contains("entry 1 of 1"), "{msg}");
+        // Pins without TLS would silently do nothing.
+        let yaml = format!("master_host: m\nsecurity:\n  tls:\n    master_key_pins: [{}]\n", KeyPin([1; 32]));
+        let msg = resolve(&yaml, ConfigArgs::default(), &[]).unwrap_err().to_string();
+        assert!(msg.contains("security.tls.master_key_pins"), "{msg}");
     }
 
     #[test]

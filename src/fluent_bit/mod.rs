@@ -209,6 +209,12 @@ impl Pipeline {
                     }
                     Trust::SkipVerify => {}
                 }
+                if !tls.master_key_pins.is_empty() {
+                    warnings.push(match tls.trust {
+                        Trust::SkipVerify => "Fluent Bit cannot check security.tls.master_key_pins, so it sends task logs with tls.verify Off, to whoever answers, while det-agent itself checks the pins. For Fluent Bit to verify the master too, pin its certificate with security.tls.master_cert instead of skip_verify.".to_owned(),
+                        _ => "Fluent Bit cannot check security.tls.master_key_pins; it verifies the master's chain and name as above, without the pins.".to_owned(),
+                    });
+                }
                 if let Some(id) = &tls.client_identity {
                     out.push(("tls.crt_file", checked_path("security.tls.client_cert", &absolute(&id.cert_path))?));
                     out.push(("tls.key_file", checked_path("security.tls.client_key", &absolute(&id.key_path))?));

@@ -24,14 +24,14 @@ pub enum TlsSetupError {
 }
 
 /// The client configuration for `tls`: TLS 1.2 or 1.3, the master verifier for its trust
-/// mode, and the client certificate when one is configured.
+/// mode and key pins, and the client certificate when one is configured.
 ///
 /// # Errors
 /// rustls rejects the client certificate or key.
 pub fn client_config(tls: &TlsConfig) -> Result<Arc<ClientConfig>, TlsSetupError> {
     let provider = super::provider();
     let source = if tls.master_cert_name.is_some() { NameSource::MasterCertName } else { NameSource::DialedHost };
-    let verifier = MasterVerifier::new(&tls.trust, source, provider.clone());
+    let verifier = MasterVerifier::new(&tls.trust, source, provider.clone()).with_key_pins(tls.master_key_pins.clone());
     client_config_with(verifier, tls.client_identity.as_ref(), provider)
 }
 

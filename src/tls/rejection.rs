@@ -8,7 +8,7 @@ use rustls_pki_types::{ServerName, UnixTime};
 use serde::Serialize;
 
 use super::verifier::NameSource;
-use crate::x509::{CertSummary, Timestamp};
+use crate::x509::{CertSummary, KeyPin, Timestamp};
 
 /// What kind of problem the certificate has.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -34,6 +34,8 @@ pub enum RejectionKind {
     BadSignature,
     /// The certificate could not be parsed.
     Malformed,
+    /// No certificate the verifier relied on has a key in `security.tls.master_key_pins`.
+    KeyPinMismatch,
     /// Anything else; the message carries webpki's words.
     Other,
 }
@@ -49,6 +51,31 @@ pub(super) struct Pinned {
     pub certs: Vec<CertSummary>,
 }
 
+/// The cause the verifier gives rustls when the key pins fail; [`Rejection`] explains it.
+#[derive(Debug)]
+pub(super) struct KeyPinMismatch;
+
+impl fmt::Display for KeyPinMismatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("no pinned key on the certificate path")
+    }
+}
+
+impl std::error::Error for KeyPinMismatch {}
+
+/// What the rejecting verifier trusted, for the explanation.
+#[derive(Debug, Clone)]
+pub(super) struct Trusted {
+    /// The mode in words.
+    pub mode: String,
+    /// Where the verified name came from.
+    pub name_source: NameSource,
+    /// The pinned certificates, in pinned mode.
+    pub pinned: Option<Pinned>,
+    /// `master_key_pins`.
+    pub pins: Vec<KeyPin>,
+}
+
 /// The verifier's explained refusal. It travels inside the handshake error as
 /// `CertificateError::Other` (rustls then sends the `certificate_unknown` alert); use
 /// [`rejection_of`](super::rejection_of) to get it back.
@@ -61,6 +88,7 @@ pub struct Rejection {
     name_source: NameSource,
     presented: Vec<Option<CertSummary>>,
     pinned: Option<Pinned>,
+    pins: Vec<KeyPin>,
     now: Timestamp,
     context_time: Option<Timestamp>,
 }
@@ -68,13 +96,12 @@ pub struct Rejection {
 impl Rejection {
     pub(super) fn new(
         cause: rustls::Error,
-        mode: String,
+        trusted: Trusted,
         name: ServerName<'static>,
-        name_source: NameSource,
         presented: Vec<Option<CertSummary>>,
-        pinned: Option<Pinned>,
         now: UnixTime,
     ) -> Self {
+        let Trusted { mode, name_source, pinned, pins } = trusted;
         let (mut kind, context_time) = match &cause {
             rustls::Error::InvalidCertificate(e) => classify(e),
             _ => (RejectionKind::Other, None),
@@ -93,6 +120,7 @@ impl Rejection {
             name_source,
             presented,
             pinned,
+            pins,
             now: Timestamp(now.as_secs() as i64),
             context_time,
         }
@@ -153,6 +181,7 @@ impl Rejection {
                 "check the certificate file the master is configured with".to_owned(),
             ),
             RejectionKind::UnknownIssuer => self.issuer_problem(leaf),
+            RejectionKind::KeyPinMismatch => self.pin_problem(),
             RejectionKind::Other => (self.cause.clone(), "see the presented certificate below".to_owned()),
         }
     }
@@ -188,6 +217,41 @@ impl Rejection {
             }
         };
         (problem, fix)
+    }
+
+    fn pin_problem(&self) -> (String, String) {
+        let pinned: Vec<String> = self.pins.iter().map(KeyPin::to_string).collect();
+        let presented: Vec<String> = self
+            .presented
+            .iter()
+            .enumerate()
+            .map(|(i, c)| match c {
+                Some(c) => format!("[{i}] {}", c.key_pin),
+                None => format!("[{i}] (unreadable)"),
+            })
+            .collect();
+        let mut problem = format!(
+            "no certificate the master's identity rests on has a pinned key. security.tls.master_key_pins: {}; keys presented: {}",
+            pinned.join(", "),
+            presented.join(", ")
+        );
+        let unused: Vec<String> = self
+            .presented
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.as_ref().is_some_and(|c| self.pins.contains(&c.key_pin)))
+            .map(|(i, _)| format!("[{i}]"))
+            .collect();
+        if !unused.is_empty() {
+            problem.push_str(&format!(
+                ". Certificate {} has a pinned key but is not on a valid path from the master's certificate, so it vouches for nothing (an impostor can append any public certificate to its chain)",
+                unused.join(", ")
+            ));
+        }
+        (
+            problem,
+            "if the master's key was replaced on purpose, add the new key's pin (above; `det-agent check` prints it) to security.tls.master_key_pins and keep the old pin until every master has rotated; otherwise treat this as someone posing as the master".to_owned(),
+        )
     }
 
     fn issuer_problem(&self, leaf: Option<&CertSummary>) -> (String, String) {
@@ -271,6 +335,7 @@ fn classify(e: &CertificateError) -> (RejectionKind, Option<Timestamp>) {
         | C::UnsupportedSignatureAlgorithmContext { .. }
         | C::UnsupportedSignatureAlgorithmForPublicKeyContext { .. } => (RejectionKind::BadSignature, None),
         C::BadEncoding | C::UnhandledCriticalExtension => (RejectionKind::Malformed, None),
+        C::Other(other) if other.0.is::<KeyPinMismatch>() => (RejectionKind::KeyPinMismatch, None),
         // rustls passes some webpki errors through as `Other`.
         C::Other(other) => match other.0.downcast_ref::<webpki::Error>() {
             Some(webpki::Error::CaUsedAsEndEntity) => (RejectionKind::CaUsedAsEndEntity, None),

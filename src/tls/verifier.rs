@@ -4,6 +4,13 @@
 //! `ServerCertVerified` assertion, returned last after every check, or a [`Rejection`]
 //! that explains itself. Handshake signatures are verified with the provider's algorithms
 //! in every mode, skip_verify included.
+//!
+//! Key pins (`master_key_pins`) add one condition to any mode: a certificate whose key is
+//! pinned must be on the path the verifier relied on. In CA and pinned mode that is the
+//! validated path from the leaf to its anchor, so a pinned CA certificate merely appended
+//! to an impostor's chain counts for nothing. Under skip_verify, where nothing else is
+//! checked, it is the leaf (whose key the handshake signature proves), or a presented CA
+//! certificate with a pinned key that the leaf is verified to chain to.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -15,9 +22,9 @@ use rustls::server::ParsedCertificate;
 use rustls::{CertificateError, DigitallySignedStruct, Error, RootCertStore, SignatureScheme};
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 
-use super::rejection::{Pinned, Rejection};
+use super::rejection::{KeyPinMismatch, Pinned, Rejection, Trusted};
 use crate::config::{PinnedCerts, Trust};
-use crate::x509::{CertSummary, Fingerprint};
+use crate::x509::{CertSummary, Fingerprint, KeyPin};
 
 /// Where the name being verified came from, so a rejection can name the option to change.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,17 +42,18 @@ pub struct MasterVerifier {
     mode: String,
     name_source: NameSource,
     provider: Arc<CryptoProvider>,
+    pins: Vec<KeyPin>,
     last_chain: Mutex<Option<VerifiedChain>>,
     remember: bool,
 }
 
-/// The last chain this verifier validated in full. A reconnect to the same master (a new
+/// The last chain this verifier validated in full (key pins included). A reconnect to the same master (a new
 /// full handshake, e.g. after a master restart, when no session can be resumed) then
 /// skips the chain's signature checks, which are most of a handshake's client CPU.
 ///
 /// Sound because chain and name validation are a pure function of the chain's bytes, the
-/// name, the anchors and the time: the anchors are fixed for the verifier's life (a
-/// reload builds a new verifier), the key covers the bytes and the name, and the time is
+/// name, the anchors, the pins and the time: anchors and pins are fixed for the verifier's
+/// life (a reload builds a new verifier), the key covers the bytes and the name, and the time is
 /// checked on every use against the intersection of the presented certificates'
 /// validity windows, which lies inside the validated path's. The handshake signature,
 /// proof that the peer holds the leaf's key, is still verified on every handshake.
@@ -97,6 +105,7 @@ impl MasterVerifier {
             mode,
             name_source: NameSource::DialedHost,
             provider,
+            pins: Vec::new(),
             last_chain: Mutex::new(None),
             remember: true,
         }
@@ -135,6 +144,7 @@ impl MasterVerifier {
             },
             name_source: NameSource::DialedHost,
             provider,
+            pins: Vec::new(),
             last_chain: Mutex::new(None),
             remember: true,
         }
@@ -149,9 +159,29 @@ impl MasterVerifier {
             mode: Trust::SkipVerify.to_string(),
             name_source: NameSource::DialedHost,
             provider,
+            pins: Vec::new(),
             last_chain: Mutex::new(None),
             remember: true,
         }
+    }
+
+    /// Adds key pins (`security.tls.master_key_pins`) to the mode's own checks: a
+    /// certificate with one of these keys must be on the path the verifier relies on (see
+    /// the module documentation). Any pin of the list may match. Under skip_verify the
+    /// pins are what authenticates the master. An empty list changes nothing.
+    pub fn with_key_pins(mut self, pins: Vec<KeyPin>) -> Self {
+        if !pins.is_empty() {
+            let n = pins.len();
+            let s = if n == 1 { "" } else { "s" };
+            self.mode = match self.anchors {
+                Anchors::Unverified => format!(
+                    "key-pin mode (skip_verify with {n} key pin{s}: the pinned key authenticates the master; no name check)"
+                ),
+                _ => format!("{} with {n} key pin{s}", self.mode),
+            };
+        }
+        self.pins = pins;
+        self
     }
 
     /// Whether to remember the last validated chain (on by default). Benchmarks turn it
@@ -182,13 +212,23 @@ impl MasterVerifier {
         }
         drop(memo);
         let cert = ParsedCertificate::try_from(end_entity)?;
-        verify_server_cert_signed_by_trust_anchor(
-            &cert,
-            roots,
-            intermediates,
-            now,
-            self.provider.signature_verification_algorithms.all,
-        )?;
+        let validate = || {
+            verify_server_cert_signed_by_trust_anchor(
+                &cert,
+                roots,
+                intermediates,
+                now,
+                self.provider.signature_verification_algorithms.all,
+            )
+        };
+        if self.pins.is_empty() {
+            validate()?;
+        } else if self.pinned_path(roots, end_entity, intermediates, now).is_err() {
+            // No valid path carries a pinned key. Whether any valid path exists decides
+            // which explanation applies: the chain's own fault, or the pins.
+            validate()?;
+            return Err(pin_mismatch());
+        }
         verify_server_name(&cert, server_name)?;
         let Some(key) = key else { return Ok(()) };
         let windows: Option<Vec<(i64, i64)>> =
@@ -200,6 +240,92 @@ impl MasterVerifier {
                 Some(VerifiedChain { key, not_before, not_after });
         }
         Ok(())
+    }
+
+    /// A valid path from `end_entity` to one of `roots` with a pinned key on it: the leaf,
+    /// an intermediate the path uses, or the anchor. webpki calls the check for every
+    /// candidate path and tries the next one when it fails.
+    fn pinned_path(
+        &self,
+        roots: &RootCertStore,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<(), webpki::Error> {
+        let leaf = webpki::EndEntityCert::try_from(end_entity)?;
+        let carries_pin = |path: &webpki::VerifiedPath<'_>| {
+            let on_path = std::iter::once(path.end_entity().subject_public_key_info())
+                .chain(path.intermediate_certificates().map(|c| c.subject_public_key_info()))
+                .any(|spki| self.pins.contains(&KeyPin::of_spki(&spki)));
+            if on_path || self.pins.contains(&KeyPin::of_spki_contents(&path.anchor().subject_public_key_info)) {
+                Ok(())
+            } else {
+                Err(webpki::Error::UnknownIssuer)
+            }
+        };
+        leaf.verify_for_usage(
+            self.provider.signature_verification_algorithms.all,
+            &roots.roots,
+            intermediates,
+            now,
+            webpki::KeyUsage::server_auth(),
+            None,
+            Some(&carries_pin),
+        )
+        .map(|_| ())
+    }
+
+    /// Whether the key of `der` is pinned.
+    fn key_is_pinned(&self, der: &CertificateDer<'_>) -> bool {
+        webpki::EndEntityCert::try_from(der)
+            .is_ok_and(|cert| self.pins.contains(&KeyPin::of_spki(&cert.subject_public_key_info())))
+    }
+
+    /// skip_verify: nothing is checked unless there are pins. With pins, the leaf's key
+    /// may be pinned (the handshake signature, verified next, proves the master holds it),
+    /// or the leaf must chain, with valid signatures and dates, to a presented CA
+    /// certificate whose key is pinned. Names are not checked.
+    fn verify_unverified(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        now: UnixTime,
+    ) -> Result<(), Error> {
+        // Nothing about the certificate is trusted, but it must parse: its public key is
+        // what the handshake signature is verified against.
+        let cert = ParsedCertificate::try_from(end_entity)?;
+        if self.pins.is_empty() {
+            tracing::warn!(
+                fingerprint = %Fingerprint::of(end_entity),
+                name = %server_name.to_str(),
+                "master identity NOT verified (security.tls.skip_verify): the connection is encrypted, but anyone could be at the other end; pin this certificate with security.tls.master_cert, or its key with security.tls.master_key_pins"
+            );
+            return Ok(());
+        }
+        if self.key_is_pinned(end_entity) {
+            return Ok(());
+        }
+        let mut anchors = RootCertStore::empty();
+        for ca in intermediates.iter().filter(|c| self.key_is_pinned(c)) {
+            // A pinned certificate webpki cannot use as an anchor simply never matches.
+            let _ = anchors.add(ca.clone().into_owned());
+        }
+        if anchors.is_empty() {
+            return Err(pin_mismatch());
+        }
+        verify_server_cert_signed_by_trust_anchor(
+            &cert,
+            &anchors,
+            intermediates,
+            now,
+            self.provider.signature_verification_algorithms.all,
+        )
+        .map_err(|e| match e {
+            // The pinned CA did not issue this leaf: the pins are what failed.
+            Error::InvalidCertificate(CertificateError::UnknownIssuer) => pin_mismatch(),
+            other => other,
+        })
     }
 
     fn verify_exact(&self, pin: &ExactCert, server_name: &ServerName<'_>, now: UnixTime) -> Result<(), Error> {
@@ -236,8 +362,9 @@ impl MasterVerifier {
             }),
             _ => None,
         };
-        let rejection =
-            Rejection::new(cause, self.mode.clone(), server_name.to_owned(), self.name_source, presented, pinned, now);
+        let trusted =
+            Trusted { mode: self.mode.clone(), name_source: self.name_source, pinned, pins: self.pins.clone() };
+        let rejection = Rejection::new(cause, trusted, server_name.to_owned(), presented, now);
         CertificateError::Other(rustls::OtherError(Arc::new(rejection))).into()
     }
 }
@@ -255,21 +382,17 @@ impl ServerCertVerifier for MasterVerifier {
             Anchors::Roots(roots) => self.verify_chain(roots, end_entity, intermediates, server_name, now),
             Anchors::Pinned { exact, roots, .. } => {
                 match exact.iter().find(|pin| pin.der.as_ref() == end_entity.as_ref()) {
-                    Some(pin) => self.verify_exact(pin, server_name, now),
+                    // An exact match relies on no path, so only the leaf's key may match a pin.
+                    Some(pin) => self.verify_exact(pin, server_name, now).and_then(|()| {
+                        match self.pins.is_empty() || self.pins.contains(&pin.summary.key_pin) {
+                            true => Ok(()),
+                            false => Err(pin_mismatch()),
+                        }
+                    }),
                     None => self.verify_chain(roots, end_entity, intermediates, server_name, now),
                 }
             }
-            Anchors::Unverified => {
-                // Nothing about the certificate is trusted, but it must parse: its public
-                // key is what the handshake signature is verified against.
-                ParsedCertificate::try_from(end_entity).map(|_| {
-                    tracing::warn!(
-                        fingerprint = %Fingerprint::of(end_entity),
-                        name = %server_name.to_str(),
-                        "master identity NOT verified (security.tls.skip_verify): the connection is encrypted, but anyone could be at the other end; pin this certificate with security.tls.master_cert instead"
-                    );
-                })
-            }
+            Anchors::Unverified => self.verify_unverified(end_entity, intermediates, server_name, now),
         };
         match outcome {
             Ok(()) => Ok(ServerCertVerified::assertion()),
@@ -298,6 +421,10 @@ impl ServerCertVerifier for MasterVerifier {
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.provider.signature_verification_algorithms.supported_schemes()
     }
+}
+
+fn pin_mismatch() -> Error {
+    CertificateError::Other(rustls::OtherError(Arc::new(KeyPinMismatch))).into()
 }
 
 /// SHA-256 over the name and each certificate, length-prefixed so no two different
