@@ -180,7 +180,16 @@ fn a_writer_killed_at_any_point_leaves_a_readable_store() {
         let after = store.load().unwrap();
         assert!(after.len() >= before + 3, "round {round}");
     }
-    // A temporary file left by a killed writer does not stop the next one.
+    // A temporary file left by a killed writer does not stop the next one, which also
+    // clears it away.
+    let orphan = home.path().join(".certs.json.tmp-999999");
+    std::fs::write(&orphan, "{\"half\": ").unwrap();
     store.put(&MasterUrl::parse("https://after:443").unwrap(), &fixtures::certs("master.pem")).unwrap();
     assert!(store.load().unwrap().contains_key("https://after:443"));
+    let left: Vec<_> = std::fs::read_dir(home.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".tmp-"))
+        .collect();
+    assert!(left.is_empty(), "orphaned temporary files: {left:?}");
 }

@@ -117,6 +117,19 @@ impl Store {
         self.update(|entries| entries.remove(&url.store_key()).is_some())
     }
 
+    /// Removes temporary files that writers killed before their rename left behind.
+    /// Only a lock holder writes one, so under the lock every such file is an orphan.
+    fn remove_orphans(&self, dir: &Path) {
+        let Some(name) = self.path.file_name() else { return };
+        let prefix = format!(".{}.tmp-", name.to_string_lossy());
+        let Ok(listing) = std::fs::read_dir(dir) else { return };
+        for entry in listing.flatten() {
+            if entry.file_name().to_string_lossy().starts_with(&prefix) {
+                let _ = std::fs::remove_file(entry.path());
+            }
+        }
+    }
+
     /// Runs `change` on the current entries under the CLI's lock and writes the result.
     fn update<R>(&self, change: impl FnOnce(&mut Entries) -> R) -> Result<R, StoreError> {
         let io_err = |path: &Path| {
@@ -139,6 +152,7 @@ impl Store {
             .map_err(io_err(&lock_path))?;
         // flock(2), as Python's filelock takes it; released when `lock` is dropped.
         lock.lock().map_err(io_err(&lock_path))?;
+        self.remove_orphans(dir);
         let mut entries = self.load()?;
         let result = change(&mut entries);
         let json = to_cli_json(&entries).map_err(|e| StoreError::Io { path: self.path.clone(), source: e.into() })?;
