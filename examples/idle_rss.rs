@@ -1,8 +1,10 @@
 //! Resident memory of an idle, registered `det-agent run`: starts `det-agent dev-master`
 //! and `det-agent run` (release builds), waits until the agent has registered and
-//! answered pings, then reads VmRSS and VmHWM from /proc.
+//! answered pings, lets it idle (60 s unless told otherwise; the master pings every
+//! second throughout), then reads VmRSS and VmHWM from /proc.
 //!
-//! `cargo build --release && cargo run --release --example idle_rss [pinned|ca|skip-verify]`
+//! `cargo build --release && cargo run --release --example idle_rss [pinned|ca|skip-verify] [IDLE_SECONDS]`
+//! measures `target/release/det-agent`; `DET_AGENT_BIN=PATH` measures another build.
 //! CA mode uses the host's bundle (/etc/ssl/certs/ca-certificates.crt) plus the test root,
 //! so the agent holds a real-sized trust store.
 
@@ -22,8 +24,11 @@ fn status_kib(pid: u32, field: &str) -> u64 {
 fn main() {
     let mode = std::env::args().nth(1).unwrap_or_else(|| "pinned".to_owned());
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let bin = root.join("target/release/det-agent");
-    assert!(bin.exists(), "build the release binary first: cargo build --release");
+    // DET_AGENT_BIN measures another build, e.g. the static musl `dist` binary.
+    let bin = std::env::var_os("DET_AGENT_BIN")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| root.join("target/release/det-agent"));
+    assert!(bin.exists(), "build the release binary first (cargo build --release), or set DET_AGENT_BIN");
     let pki = root.join("fixtures/pki");
 
     let mut master = Command::new(&bin)
@@ -74,7 +79,9 @@ fn main() {
             }
         }
     }
-    std::thread::sleep(Duration::from_millis(500));
+    // Measuring after a fixed idle time is the point here, not synchronisation.
+    let idle: u64 = std::env::args().nth(2).map_or(60, |s| s.parse().expect("IDLE_SECONDS is a whole number"));
+    std::thread::sleep(Duration::from_secs(idle));
     let pid = agent.id();
     let pss = std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup"))
         .ok()
@@ -83,7 +90,7 @@ fn main() {
         })
         .unwrap_or(0);
     println!(
-        "{mode}: idle det-agent run: VmRSS {} KiB (anonymous {} KiB, file {} KiB), PSS {pss} KiB, VmHWM {} KiB",
+        "{mode}: det-agent run idle {idle} s: VmRSS {} KiB (anonymous {} KiB, file {} KiB), PSS {pss} KiB, VmHWM {} KiB",
         status_kib(pid, "VmRSS:"),
         status_kib(pid, "RssAnon:"),
         status_kib(pid, "RssFile:"),

@@ -47,15 +47,16 @@ pub struct MasterVerifier {
     remember: bool,
 }
 
-/// The last chain this verifier validated in full (key pins included). A reconnect to the same master (a new
-/// full handshake, e.g. after a master restart, when no session can be resumed) then
-/// skips the chain's signature checks, which are most of a handshake's client CPU.
+/// The last chain this verifier validated in full, key pins included. A reconnect to the
+/// same master (a new full handshake, e.g. after a master restart, when no session can be
+/// resumed) then skips the chain's signature checks, which are most of a handshake's
+/// client CPU.
 ///
 /// Sound because chain and name validation are a pure function of the chain's bytes, the
-/// name, the anchors, the pins and the time: anchors and pins are fixed for the verifier's
-/// life (a reload builds a new verifier), the key covers the bytes and the name, and the time is
-/// checked on every use against the intersection of the presented certificates'
-/// validity windows, which lies inside the validated path's. The handshake signature,
+/// name, the anchors, the pins and the time: anchors and pins are fixed for the
+/// verifier's life (a reload builds a new verifier), the key covers the bytes and the
+/// name, and the time is checked on every use against the intersection of the presented
+/// certificates' validity windows, which lies inside the validated path's. The handshake signature,
 /// proof that the peer holds the leaf's key, is still verified on every handshake.
 #[derive(Debug)]
 struct VerifiedChain {
