@@ -205,12 +205,6 @@ impl TlsConfig {
             (trust, _) => trust.mode_name(),
         }
     }
-
-    /// Whether the master's identity is checked at all: false only for skip_verify
-    /// without key pins.
-    pub fn authenticates(&self) -> bool {
-        !matches!(self.trust, Trust::SkipVerify) || !self.master_key_pins.is_empty()
-    }
 }
 
 /// The trust mode and the key pins, in words.
