@@ -69,11 +69,7 @@ fn main() {
     // `full`: no session resumption, so every connect is a full handshake (as a first
     // connect, or any connect after a master restart, is).
     if std::env::args().nth(3).as_deref() == Some("full") {
-        if let Some(tls) = &target.tls {
-            let mut config = (**tls).clone();
-            config.resumption = rustls::client::Resumption::disabled();
-            target.tls = Some(std::sync::Arc::new(config));
-        }
+        target.tls = target.tls.take().map(|tls| tls.without_resumption());
     }
 
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();

@@ -3,18 +3,15 @@
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
-use rustls::ClientConfig;
 use rustls_pki_types::ServerName;
 use serde::Serialize;
 use tokio::net::TcpStream;
 use tokio::time::timeout;
-use tokio_rustls::TlsConnector;
 
 use crate::config::{Config, Host};
-use crate::tls::{self, RejectionKind};
+use crate::tls::{HandshakeError, RejectionKind, TlsClient};
 use crate::x509::CertSummary;
 
 /// How long one TCP connect, and then one TLS handshake, may take.
@@ -70,7 +67,7 @@ pub struct Verdict {
 /// Dials the master once as `config` says, building the TLS client configuration from it.
 pub async fn check(config: &Config, limit: Duration) -> Report {
     let client = match &config.tls {
-        Some(tls) => match tls::client_config(tls) {
+        Some(tls) => match TlsClient::new(tls) {
             Ok(client) => Some(client),
             Err(err) => return Report::failed_setup(config, err.to_string()),
         },
@@ -80,7 +77,7 @@ pub async fn check(config: &Config, limit: Duration) -> Report {
 }
 
 /// Like [`check`], with a client configuration you built (`None` for plain TCP).
-pub async fn check_with(config: &Config, client: Option<Arc<ClientConfig>>, limit: Duration) -> Report {
+pub async fn check_with(config: &Config, client: Option<TlsClient>, limit: Duration) -> Report {
     let mut report = Report::new(config);
     let addrs = match resolve(&config.master_host, config.master_port).await {
         Ok(addrs) => addrs,
@@ -96,7 +93,7 @@ pub async fn check_with(config: &Config, client: Option<Arc<ClientConfig>>, limi
 /// the master was reached and refused its certificate (other addresses are the same master).
 async fn dial_addresses(
     config: &Config,
-    client: Option<Arc<ClientConfig>>,
+    client: Option<TlsClient>,
     addrs: Vec<SocketAddr>,
     limit: Duration,
     mut report: Report,
@@ -126,8 +123,7 @@ async fn dial_addresses(
             };
             return report;
         };
-        let connector = TlsConnector::from(client.clone());
-        match timeout(limit, connector.connect(server_name.clone(), tcp)).await {
+        match timeout(limit, client.connect(server_name.clone(), tcp)).await {
             Ok(Ok(stream)) => {
                 report.attempts.push(Attempt { address: addr, outcome: "connected".to_owned() });
                 let (_, conn) = stream.get_ref();
@@ -187,25 +183,16 @@ async fn dial_addresses(
                 return report;
             }
             Ok(Err(err)) => {
-                let rejection = tls::rejection_of(&err).cloned();
                 report.attempts.push(Attempt {
                     address: addr,
-                    outcome: format!("TLS handshake failed: {}", first_line(&err.to_string())),
+                    outcome: format!("TLS handshake failed: {}", one_line_cause(&err)),
                 });
-                if let Some(rejection) = rejection {
+                if let HandshakeError::Rejected(rejection) = err {
                     report.chain = rejection.presented().iter().flatten().cloned().collect();
                     report.verdict = Verdict::fail(rejection.to_string(), Some(rejection.kind()));
                     return report;
                 }
-                let explained = match err.get_ref().and_then(|e| e.downcast_ref::<rustls::Error>()) {
-                    // The verifier explains every certificate refusal itself; BadSignature
-                    // without a rejection is the handshake signature, checked after it.
-                    Some(rustls::Error::InvalidCertificate(rustls::CertificateError::BadSignature)) => format!(
-                        "TLS handshake with {addr} failed: the master did not prove it holds the private key of the certificate it presented (its handshake signature does not verify with that certificate's key) — either something is posing as the master with a copy of its certificate, or the master's key file does not belong to its certificate"
-                    ),
-                    _ => format!("TLS handshake with {addr} failed: {err}"),
-                };
-                report.verdict = Verdict::fail(explained, None);
+                report.verdict = Verdict::fail(format!("TLS handshake with {addr} failed: {err}"), None);
             }
             Err(_) => {
                 report
@@ -266,6 +253,19 @@ impl Verdict {
     fn fail(error: String, rejection: Option<RejectionKind>) -> Verdict {
         Verdict { ok: false, summary: first_line(&error).to_owned(), error: Some(error), rejection }
     }
+}
+
+/// One line for an address's outcome; the verdict carries the full explanation once.
+fn one_line_cause(err: &HandshakeError) -> String {
+    match err {
+        HandshakeError::Rejected(rejection) => format!("certificate rejected ({})", kind_name(rejection.kind())),
+        other => first_line(&other.to_string()).to_owned(),
+    }
+}
+
+/// A rejection kind's name as JSON and the demo write it, e.g. `unknown_issuer`.
+fn kind_name(kind: RejectionKind) -> String {
+    serde_json::to_value(kind).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
 }
 
 fn first_line(text: &str) -> &str {
@@ -332,7 +332,7 @@ mod tests {
         });
         let mut config = Config::new(Host::parse("localhost").unwrap(), Some(TlsConfig::new(pinned)));
         config.master_port = master.addr().port();
-        let client = crate::tls::client_config(config.tls.as_ref().unwrap()).unwrap();
+        let client = TlsClient::new(config.tls.as_ref().unwrap()).unwrap();
         let report =
             dial_addresses(&config, Some(client), vec![refused, master.addr()], DEFAULT_TIMEOUT, Report::new(&config))
                 .await;

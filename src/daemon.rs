@@ -66,7 +66,7 @@ pub enum DaemonError {
         last: String,
     },
     /// The master sent `AgentShutdown`.
-    #[error("the master told this agent to shut down: {0}")]
+    #[error("the master told this agent to shut down: {}", crate::text::escape(.0))]
     MasterShutdown(String),
 }
 
@@ -176,7 +176,7 @@ pub async fn run(
                 continue;
             }
             Ended::MasterShutdown { err_msg } => {
-                error!(%err_msg, "the master told this agent to shut down");
+                error!(err_msg = %crate::text::escape(&err_msg), "the master told this agent to shut down");
                 return Err(DaemonError::MasterShutdown(err_msg));
             }
             other => {

@@ -25,6 +25,7 @@ mod fsutil;
 pub mod link;
 pub mod pem;
 pub mod task_env;
+pub mod text;
 pub mod tls;
 pub mod trust;
 pub mod x509;

@@ -200,7 +200,7 @@ async fn run(command: Command) -> ExitCode {
             };
             let report = check::check(&config, Duration::from_secs(timeout)).await;
             if json {
-                match serde_json::to_string_pretty(&report) {
+                match det_agent::text::to_json_pretty(&report) {
                     Ok(text) => println!("{text}"),
                     Err(err) => eprintln!("det-agent: cannot encode the report: {err}"),
                 }
@@ -299,6 +299,7 @@ async fn trust(request: TrustRequest, limit: Duration) -> ExitCode {
         println!("{} master(s) trusted on first use in {}", entries.len(), store.path().display());
         for (url, pem) in entries {
             let leaf = pem::parse_certs(pem.as_bytes(), store.path()).ok().and_then(|c| CertSummary::parse(&c[0]).ok());
+            let url = det_agent::text::escape(&url);
             match leaf {
                 Some(leaf) => println!("{url}\n  {leaf}"),
                 None => println!("{url}\n  (no readable certificate)"),
@@ -504,7 +505,8 @@ async fn run_daemon(args: ConfigArgs, reconnect_on_reload: bool) -> ExitCode {
     let (inbound, mut from_master) = mpsc::channel::<det_agent::link::FromMaster>(64);
     tokio::spawn(async move {
         while let Some(message) = from_master.recv().await {
-            tracing::info!(kind = message.kind(), "message from the master (not handled by det-agent run)");
+            let kind = det_agent::text::escape(message.kind());
+            tracing::info!(%kind, "message from the master (not handled by det-agent run)");
         }
     });
     let (_to_master, outbound) = mpsc::channel(64);

@@ -12,6 +12,8 @@ use serde::{Serialize, Serializer};
 use x509_parser::extensions::GeneralName;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
+use crate::text::Untrusted;
+
 /// SHA-256 of a certificate's DER encoding: the fingerprint the `det` CLI shows.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Fingerprint(pub [u8; 32]);
@@ -176,12 +178,13 @@ impl Serialize for Timestamp {
 /// The parts of a certificate that explain a trust decision.
 #[derive(Clone, Debug, Serialize)]
 pub struct CertSummary {
-    /// Subject distinguished name, e.g. `O=Example, CN=master.example.com`.
-    pub subject: String,
-    /// Issuer distinguished name.
-    pub issuer: String,
-    /// DNS names in the subjectAltName extension.
-    pub dns_names: Vec<String>,
+    /// Subject distinguished name, e.g. `O=Example, CN=master.example.com`, as the
+    /// certificate spells it: shown escaped (see [`crate::text`]).
+    pub subject: Untrusted,
+    /// Issuer distinguished name, as `subject`.
+    pub issuer: Untrusted,
+    /// DNS names in the subjectAltName extension, as presented (not checked for syntax).
+    pub dns_names: Vec<Untrusted>,
     /// IP addresses in the subjectAltName extension.
     pub ip_addresses: Vec<IpAddr>,
     /// Start of the validity window.
@@ -212,7 +215,7 @@ impl CertSummary {
         if let Ok(Some(san)) = cert.subject_alternative_name() {
             for name in &san.value.general_names {
                 match name {
-                    GeneralName::DNSName(dns) => dns_names.push((*dns).to_owned()),
+                    GeneralName::DNSName(dns) => dns_names.push(Untrusted::from(*dns)),
                     GeneralName::IPAddress(bytes) => {
                         if let Some(ip) = ip_from_bytes(bytes) {
                             ip_addresses.push(ip);
@@ -228,8 +231,8 @@ impl CertSummary {
             _ => true,
         };
         Ok(CertSummary {
-            subject: cert.subject().to_string(),
-            issuer: cert.issuer().to_string(),
+            subject: Untrusted::new(cert.subject().to_string()),
+            issuer: Untrusted::new(cert.issuer().to_string()),
             dns_names,
             ip_addresses,
             not_before: Timestamp(cert.validity().not_before.timestamp()),
@@ -300,14 +303,14 @@ mod tests {
     #[test]
     fn reads_names_and_window() {
         let s = leaf(include_bytes!("../fixtures/pki/master.pem"));
-        assert_eq!(s.dns_names, ["master.det.test", "localhost"]);
+        assert_eq!(s.dns_names, [Untrusted::from("master.det.test"), Untrusted::from("localhost")]);
         assert_eq!(s.ip_addresses, ["127.0.0.1".parse::<IpAddr>().unwrap(), "::1".parse().unwrap()]);
         assert_eq!(s.not_before.to_string(), "2024-01-01T00:00:00Z");
         assert_eq!(s.not_after.to_string(), "2124-01-01T00:00:00Z");
         assert_eq!(s.is_ca, Some(false));
         assert!(s.server_auth);
-        assert!(s.subject.contains("CN=master.det.test"), "{}", s.subject);
-        assert!(s.issuer.contains("Intermediate"), "{}", s.issuer);
+        assert!(s.subject.raw().contains("CN=master.det.test"), "{}", s.subject);
+        assert!(s.issuer.raw().contains("Intermediate"), "{}", s.issuer);
     }
 
     #[test]

@@ -93,3 +93,51 @@ async fn key_pins_equal_the_ones_openssl_computes() {
     assert_eq!(report.mode, "key-pin");
     assert_eq!(report.chain[0].key_pin, openssl_pin("master-rsa.pem"));
 }
+
+/// Dials an `openssl s_server` serving `stem` with `tls`, and returns what the server
+/// printed on stderr about the connection: the alert det-agent sent, as the master's log
+/// would show it.
+async fn alert_seen_by_openssl(stem: &str, host: &str, tls: TlsConfig) -> String {
+    let pki = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/pki");
+    let mut child = Command::new("openssl")
+        .args(["s_server", "-accept", "127.0.0.1:0", "-naccept", "1"])
+        .args(["-cert", &format!("{pki}/{stem}.pem"), "-key", &format!("{pki}/{stem}.key")])
+        .args(["-cert_chain", &format!("{pki}/intermediate-ca.pem")])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("openssl runs (install Debian's openssl package)");
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let addr: SocketAddr = loop {
+        let line = lines.next_line().await.unwrap().expect("openssl s_server printed ACCEPT");
+        if let Some(addr) = line.strip_prefix("ACCEPT ") {
+            break addr.parse().unwrap();
+        }
+    };
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    let report = dial(&config(host, addr, tls)).await;
+    assert!(!report.verdict.ok, "the dial was meant to be refused");
+    // -naccept 1: the server exits after this one connection, closing its stderr.
+    let mut stderr = String::new();
+    let mut pipe = child.stderr.take().unwrap();
+    tokio::io::AsyncReadExt::read_to_string(&mut pipe, &mut stderr).await.unwrap();
+    stderr
+}
+
+#[tokio::test]
+async fn the_master_is_told_why_with_the_matching_tls_alert() {
+    use det_agent::x509::KeyPin;
+    let unknown = alert_seen_by_openssl("master", "localhost", TlsConfig::new(pinned("other-root-ca.pem"))).await;
+    assert!(unknown.contains("alert unknown ca") && unknown.contains("SSL alert number 48"), "{unknown}");
+    let expired = alert_seen_by_openssl("expired", "localhost", TlsConfig::new(pinned("root-ca.pem"))).await;
+    assert!(expired.contains("alert certificate expired") && expired.contains("number 45"), "{expired}");
+    let name = with_name(TlsConfig::new(pinned("root-ca.pem")), "other.det.test");
+    let wrong_name = alert_seen_by_openssl("master", "127.0.0.1", name).await;
+    assert!(wrong_name.contains("alert bad certificate") && wrong_name.contains("number 42"), "{wrong_name}");
+    let mut pins = TlsConfig::new(pinned("root-ca.pem"));
+    pins.master_key_pins = vec![KeyPin([7; 32])];
+    let pin = alert_seen_by_openssl("master", "localhost", pins).await;
+    assert!(pin.contains("alert bad certificate") && pin.contains("number 42"), "{pin}");
+}

@@ -2,11 +2,9 @@
 //! on, in every mode; any pin of the list may match; with skip_verify the pin alone
 //! authenticates the master.
 
-use std::sync::Arc;
-
 use det_agent::config::TlsConfig;
 use det_agent::dev_master::{fixtures, server_config, DevMaster};
-use det_agent::tls::{self, MasterVerifier, RejectionKind};
+use det_agent::tls::{self, Anchors, MasterVerifier, RejectionKind, TlsClient};
 use det_agent::x509::KeyPin;
 use det_agent::Trust;
 
@@ -40,12 +38,12 @@ fn with_pins(trust: Trust, pins: Vec<KeyPin>) -> TlsConfig {
 
 /// CA mode whose roots are the fixture root and the unrelated one, as if both were
 /// public CAs, with pins.
-fn ca_mode(pins: Vec<KeyPin>) -> Arc<rustls::ClientConfig> {
+fn ca_mode(pins: Vec<KeyPin>) -> TlsClient {
     let mut roots = rustls::RootCertStore::empty();
     roots.add(fixtures::certs("root-ca.pem").remove(0)).unwrap();
     roots.add(fixtures::certs("other-root-ca.pem").remove(0)).unwrap();
-    let verifier = MasterVerifier::with_roots(roots, tls::provider()).with_key_pins(pins);
-    tls::client_config_with(verifier, None, tls::provider()).unwrap()
+    let verifier = MasterVerifier::ca_mode(Anchors::unlimited(roots), tls::provider()).with_key_pins(pins);
+    TlsClient::with_verifier(verifier, None, tls::provider()).unwrap()
 }
 
 #[tokio::test]

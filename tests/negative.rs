@@ -13,7 +13,6 @@ use rustls::ServerConfig;
 use rustls_pki_types::ServerName;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio_rustls::TlsConnector;
 
 use crate::util::*;
 
@@ -80,9 +79,8 @@ async fn a_non_ca_pin_cannot_vouch_for_other_certificates() {
     // have accepted the forged certificate.
     let mut roots = rustls::RootCertStore::empty();
     roots.add(fixtures::certs("master-leaf.pem").remove(0)).unwrap();
-    let plain_anchor =
-        tls::client_config_with(tls::MasterVerifier::with_roots(roots, tls::provider()), None, tls::provider())
-            .unwrap();
+    let verifier = tls::MasterVerifier::ca_mode(tls::Anchors::unlimited(roots), tls::provider());
+    let plain_anchor = tls::TlsClient::with_verifier(verifier, None, tls::provider()).unwrap();
     assert!(dial_with(&cfg, plain_anchor).await.verdict.ok, "the fixture no longer exercises the anchor filter");
 }
 
@@ -208,19 +206,18 @@ async fn mutual_tls_presents_the_client_certificate() {
 #[tokio::test]
 async fn a_new_trust_configuration_never_resumes_an_old_session() {
     let master = DevMaster::with_fixture("master").await.unwrap();
-    let first = tls::client_config(&TlsConfig::new(pinned("root-ca.pem"))).unwrap();
+    let first = tls::TlsClient::new(&TlsConfig::new(pinned("root-ca.pem"))).unwrap();
     assert_eq!(handshake_kind(&first, master.addr()).await, rustls::HandshakeKind::Full);
     // The same configuration resumes: proof that this test can see resumption.
     assert_eq!(handshake_kind(&first, master.addr()).await, rustls::HandshakeKind::Resumed);
     // New trust settings, new configuration: a full handshake, verified afresh.
-    let second = tls::client_config(&TlsConfig::new(pinned("chain-to-root.pem"))).unwrap();
+    let second = tls::TlsClient::new(&TlsConfig::new(pinned("chain-to-root.pem"))).unwrap();
     assert_eq!(handshake_kind(&second, master.addr()).await, rustls::HandshakeKind::Full);
 }
 
-async fn handshake_kind(client: &Arc<rustls::ClientConfig>, addr: std::net::SocketAddr) -> rustls::HandshakeKind {
+async fn handshake_kind(client: &tls::TlsClient, addr: std::net::SocketAddr) -> rustls::HandshakeKind {
     let tcp = TcpStream::connect(addr).await.unwrap();
-    let mut tls =
-        TlsConnector::from(client.clone()).connect(ServerName::try_from("localhost").unwrap(), tcp).await.unwrap();
+    let mut tls = client.connect(ServerName::try_from("localhost").unwrap(), tcp).await.unwrap();
     let kind = tls.get_ref().1.handshake_kind().unwrap();
     // Close our side and read to the end, so the session ticket the server sent after
     // the handshake is processed and stored.

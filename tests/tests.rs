@@ -2,7 +2,9 @@
 //! master, and the `det-agent` binary run as an operator would. One binary, one module
 //! per topic.
 
+mod anchors;
 mod cli;
+mod escaping;
 mod fluent_bit;
 mod interop;
 mod key_pins;

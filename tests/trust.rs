@@ -59,8 +59,30 @@ async fn trust_on_first_use_then_pin_then_warn_on_change() {
     let list = det_agent(&["trust", "--list"], &env).await;
     assert!(text(&list).0.contains(&url) && text(&list).0.contains(&leaf), "{}", text(&list).0);
 
-    // The master comes back with another certificate: refused, in the manner of OpenSSH.
+    // The operator vouched for the leaf only: another leaf with a new key, issued by the
+    // very intermediate that was stored beside it, is refused all the same (the CLI,
+    // which adds the stored chain to its CA bundle, would accept it).
     master.stop().await;
+    let sibling = DevMaster::with_fixture_at(addr, "dns-only").await.unwrap();
+    let out = det_agent(&check, &env).await;
+    let (stdout, _) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("WARNING: THE MASTER'S CERTIFICATE HAS CHANGED"), "{stdout}");
+    let mut chain_as_anchors = rustls::RootCertStore::empty();
+    chain_as_anchors.add(fixtures::certs("master.pem")[1].clone()).unwrap();
+    let verifier = det_agent::tls::MasterVerifier::ca_mode(
+        det_agent::tls::Anchors::unlimited(chain_as_anchors),
+        det_agent::tls::provider(),
+    );
+    let client = det_agent::tls::TlsClient::with_verifier(verifier, None, det_agent::tls::provider()).unwrap();
+    let mut cfg = det_agent::Config::new(det_agent::Host::parse("localhost").unwrap(), None);
+    cfg.master_port = addr.port();
+    cfg.tls = Some(det_agent::TlsConfig::new(det_agent::Trust::PublicRoots));
+    let as_ca = det_agent::check::check_with(&cfg, Some(client), std::time::Duration::from_secs(5)).await;
+    assert!(as_ca.verdict.ok, "the stored intermediate, used as a CA, would vouch for the sibling leaf");
+
+    // The master comes back with a certificate from another CA: refused, in the manner of OpenSSH.
+    sibling.stop().await;
     let _impostor = DevMaster::with_fixture_at(addr, "unrelated-ca").await.unwrap();
     let out = det_agent(&check, &env).await;
     let (stdout, _) = text(&out);

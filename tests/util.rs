@@ -1,15 +1,13 @@
 //! Shared setup: configs for each trust mode, and dialing a dev master.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use det_agent::check::{self, Report};
 use det_agent::config::{PinnedCerts, TlsConfig};
 use det_agent::dev_master::{fixtures, DevMaster, Event};
-use det_agent::tls::{self, MasterVerifier};
+use det_agent::tls::{self, AnchorSource, Anchors, MasterVerifier, TlsClient};
 use det_agent::{Config, Host, Trust};
-use rustls::ClientConfig;
 use rustls_pki_types::DnsName;
 
 pub const TIMEOUT: Duration = Duration::from_secs(5);
@@ -33,10 +31,17 @@ pub fn with_name(mut tls: TlsConfig, name: &str) -> TlsConfig {
 
 /// CA mode whose "host trust store" holds the fixture root, as if an operator had
 /// installed it.
-pub fn ca_with_fixture_root() -> Arc<ClientConfig> {
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(fixtures::certs("root-ca.pem").remove(0)).unwrap();
-    tls::client_config_with(MasterVerifier::with_roots(roots, tls::provider()), None, tls::provider()).unwrap()
+pub fn ca_with_fixture_root() -> TlsClient {
+    ca_with_host_roots(&["root-ca.pem"])
+}
+
+/// CA mode whose "host trust store" holds the first certificate of each fixture file.
+pub fn ca_with_host_roots(files: &[&str]) -> TlsClient {
+    let mut anchors = Anchors::empty();
+    for file in files {
+        assert!(anchors.add(&fixtures::certs(file)[0], AnchorSource::HostStore(format!("test: {file}"))), "{file}");
+    }
+    TlsClient::with_verifier(MasterVerifier::ca_mode(anchors, tls::provider()), None, tls::provider()).unwrap()
 }
 
 /// Dials through the same code as `det-agent check`.
@@ -44,7 +49,7 @@ pub async fn dial(cfg: &Config) -> Report {
     check::check(cfg, TIMEOUT).await
 }
 
-pub async fn dial_with(cfg: &Config, client: Arc<ClientConfig>) -> Report {
+pub async fn dial_with(cfg: &Config, client: TlsClient) -> Report {
     check::check_with(cfg, Some(client), TIMEOUT).await
 }
 

@@ -50,12 +50,28 @@ fixtures!(
     "signed-by-leaf.key",
 );
 
-/// The bytes of a fixture file, e.g. `bytes("root-ca.pem")`.
+/// The bytes of a fixture file, e.g. `bytes("root-ca.pem")`. The files the demo uses
+/// are embedded in the binary; the others (used only by tests) are read from the source
+/// tree, once each.
 ///
 /// # Panics
 /// The name is not a fixture: a programming error in the caller.
 pub fn bytes(name: &str) -> &'static [u8] {
-    FILES.iter().find(|(n, _)| *n == name).map(|(_, b)| *b).unwrap_or_else(|| panic!("no fixture named {name}"))
+    if let Some((_, embedded)) = FILES.iter().find(|(n, _)| *n == name) {
+        return embedded;
+    }
+    static READ: std::sync::Mutex<Vec<(String, &'static [u8])>> = std::sync::Mutex::new(Vec::new());
+    let mut read = READ.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some((_, bytes)) = read.iter().find(|(n, _)| n == name) {
+        return bytes;
+    }
+    let on_disk = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/pki").join(name);
+    let bytes: &'static [u8] = match std::fs::read(&on_disk) {
+        Ok(bytes) => Box::leak(bytes.into_boxed_slice()),
+        Err(err) => panic!("no fixture named {name} ({}: {err})", on_disk.display()),
+    };
+    read.push((name.to_owned(), bytes));
+    bytes
 }
 
 /// The certificates of a fixture file.

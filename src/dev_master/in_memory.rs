@@ -11,7 +11,7 @@ use rustls_pki_types::ServerName;
 
 use super::{fixtures, server_config};
 use crate::config::{PinnedCerts, Trust};
-use crate::tls::{self, MasterVerifier, NameSource};
+use crate::tls::{self, AnchorSource, Anchors, MasterVerifier, NameSource};
 
 /// The verifiers compared by the benchmarks, by label: rustls's stock
 /// `WebPkiServerVerifier` and each det-agent mode, all able to accept the fixture
@@ -31,13 +31,19 @@ pub fn verifiers() -> Vec<(&'static str, Arc<dyn ServerCertVerifier>)> {
             MasterVerifier::new(&Trust::Pinned(pinned), NameSource::DialedHost, provider.clone()).remembering(false),
         )
     };
+    // The fixture root as if installed in the host's trust store.
+    let anchors = || {
+        let mut anchors = Anchors::empty();
+        anchors.add(&fixtures::certs("root-ca.pem")[0], AnchorSource::HostStore("the fixture root".to_owned()));
+        anchors
+    };
     let stock = WebPkiServerVerifier::builder_with_provider(Arc::new(roots()), provider.clone())
         .build()
         .expect("stock verifier builds with a non-empty root store");
     vec![
         ("stock_webpki", stock),
-        ("ca", Arc::new(MasterVerifier::with_roots(roots(), provider.clone()).remembering(false))),
-        ("ca_remembered", Arc::new(MasterVerifier::with_roots(roots(), provider.clone()))),
+        ("ca", Arc::new(MasterVerifier::ca_mode(anchors(), provider.clone()).remembering(false))),
+        ("ca_remembered", Arc::new(MasterVerifier::ca_mode(anchors(), provider.clone()))),
         ("pinned_chain", pinned("root-ca.pem")),
         ("pinned_exact", pinned("master.pem")),
         ("skip_verify", Arc::new(MasterVerifier::dangerous_unverified(provider))),

@@ -2,14 +2,12 @@
 //! the files, and fetching the master's certificate for `--probe`.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
-
-use rustls::ClientConfig;
 
 use super::{CaFile, Evidence, FluentError, Format, Pipeline, CA_FILE_NAME};
 use crate::config::{Config, Trust};
 use crate::fsutil;
+use crate::tls::TlsClient;
 
 /// The files [`write`] left in the folder.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -89,11 +87,7 @@ pub fn write(pipeline: &Pipeline, dir: &Path, format: Format) -> Result<Written,
 /// # Errors
 /// TLS is off or skip_verify is on (nothing to check), or the master could not be
 /// reached or verified; the message carries `det-agent check`'s explanation.
-pub async fn probe(
-    config: &Config,
-    client: Option<Arc<ClientConfig>>,
-    limit: Duration,
-) -> Result<Evidence, FluentError> {
+pub async fn probe(config: &Config, client: Option<TlsClient>, limit: Duration) -> Result<Evidence, FluentError> {
     let why_not = match config.tls.as_ref().map(|t| &t.trust) {
         None => Some("TLS is off, so there is no certificate to check"),
         Some(Trust::SkipVerify) => {

@@ -193,7 +193,18 @@ impl Pipeline {
                             }
                         };
                         out.push(("tls.ca_file", checked_path("tls.ca_file", &path)?));
-                        comments.push("Trusted: only the certificates of security.tls.master_cert.".to_owned());
+                        comments.push(match &pinned.store_entry {
+                            None => "Trusted: only the certificates of security.tls.master_cert.".to_owned(),
+                            Some(url) => {
+                                format!("Trusted: the chain trusted on first use for {url} (det-agent trust).")
+                            }
+                        });
+                        if pinned.store_entry.is_some() && pinned.certs.len() > 1 {
+                            warnings.push(format!(
+                                "det-agent trusts only the master certificate stored in {} (the leaf whose fingerprint was accepted); Fluent Bit can only be given CA certificates, so it trusts every certificate a CA of the stored chain issued. To hold Fluent Bit to the same certificate, pin the master's chain in security.tls.master_cert, or its key in security.tls.master_key_pins with CA mode.",
+                                pinned.path.display()
+                            ));
+                        }
                         if !pinned.certs.iter().any(|c| CertSummary::parse(c).is_ok_and(|s| s.self_issued())) {
                             warnings.push(format!(
                                 "security.tls.master_cert {} holds no self-signed root; Fluent Bit verifies with OpenSSL, which by default trusts a chain only when it ends at a self-signed certificate in tls.ca_file, so Fluent Bit will refuse the master. Put the chain up to its root in master_cert.",

@@ -72,7 +72,8 @@ pub fn choose(
             return Err(FluentError::IpWithoutName {
                 option: dialed_option,
                 ip: *ip,
-                known_names: evidence.map(|e| (e.source.clone(), e.cert.dns_names.clone())),
+                known_names: evidence
+                    .map(|e| (e.source.clone(), e.cert.dns_names.iter().map(ToString::to_string).collect())),
             })
         }
     };
@@ -82,7 +83,7 @@ pub fn choose(
     if evidence.cert.dns_names.is_empty() {
         return Err(FluentError::NoDnsName { evidence: Box::new(evidence.clone()) });
     }
-    if !evidence.cert.dns_names.iter().any(|pattern| matches(pattern, &name)) {
+    if !evidence.cert.dns_names.iter().any(|pattern| matches(pattern.raw(), &name)) {
         return Err(FluentError::NameNotInCertificate { name, evidence: Box::new(evidence.clone()) });
     }
     Ok(Verification::Name { name, checked: Checked::InCertificate(evidence.source.clone()) })

@@ -7,7 +7,7 @@ use std::time::Duration;
 use tokio_tungstenite::tungstenite;
 
 use super::PAST_RECONNECT;
-use crate::tls::{self, Rejection};
+use crate::tls::{HandshakeError, Rejection};
 
 /// Why [`connect`](super::connect) did not produce a registered link.
 #[derive(Debug, thiserror::Error)]
@@ -26,48 +26,28 @@ pub enum LinkError {
     /// The proxy refused or broke the tunnel.
     #[error("{what}")]
     Proxy { what: String },
-    /// The verifier refused the master's certificate; the explanation says why and how to fix it.
-    #[error("master at {address} refused: {rejection}")]
-    Rejected { address: SocketAddr, rejection: Box<Rejection> },
-    /// The TLS handshake failed for another reason (protocol, alert, client certificate).
-    #[error("TLS handshake with {address} failed: {error}{}", tls_hint(.error))]
-    Tls { address: SocketAddr, error: std::io::Error },
+    /// The TLS handshake failed: the verifier refused the master's certificate (the
+    /// explanation says why and how to fix it), or the handshake broke otherwise.
+    #[error("TLS handshake with {address} failed: {error}")]
+    Tls { address: SocketAddr, error: HandshakeError },
     /// A stage did not finish in time.
     #[error("{stage} with {address} timed out after {after:?}{}", if *.stage == "TLS handshake" { "; is this port the master's TLS port, and is TLS on there?" } else { "" })]
     Timeout { stage: &'static str, address: SocketAddr, after: Duration },
     /// The master refused the websocket upgrade.
     #[error("the master at {address} refused the websocket upgrade to /agents: HTTP {status}{}{}",
-        if .body.is_empty() { String::new() } else { format!(": {}", .body) },
+        if .body.is_empty() { String::new() } else { format!(": {}", crate::text::escape(.body)) },
         if *.status == 401 || *.status == 403 { "; does the master require a client certificate (security.tls.client_cert / client_key)?" } else { "" })]
     Upgrade { address: SocketAddr, status: u16, body: String },
     /// The master says this agent was away too long to reattach; register afresh.
-    #[error("the master says this agent must register afresh: {message}")]
+    #[error("the master says this agent must register afresh: {}", crate::text::escape(.message))]
     PastReconnect { message: String },
     /// The master spoke something other than the agent protocol.
     #[error("master at {address}: {what}")]
     Protocol { address: SocketAddr, what: String },
 }
 
-fn tls_hint(error: &std::io::Error) -> &'static str {
-    let text = error.to_string();
-    if text.contains("CertificateRequired") || text.contains("certificate required") {
-        "; the master requires a client certificate: set security.tls.client_cert and client_key"
-    } else if text.contains("InvalidContentType") || text.contains("corrupt message") {
-        "; is this port serving TLS? (the master listens on 8443 with TLS, 8080 without)"
-    } else {
-        ""
-    }
-}
-
 impl LinkError {
-    pub(super) fn tls(address: SocketAddr, error: std::io::Error) -> LinkError {
-        match tls::rejection_of(&error) {
-            Some(rejection) => LinkError::Rejected { address, rejection: Box::new(rejection.clone()) },
-            None => LinkError::Tls { address, error },
-        }
-    }
-
-    pub(super) fn upgrade(address: SocketAddr, error: tungstenite::Error) -> LinkError {
+    pub(super) fn upgrade(address: SocketAddr, error: tungstenite::Error, client_cert: bool) -> LinkError {
         match error {
             tungstenite::Error::Http(response) => {
                 let status = response.status().as_u16();
@@ -85,7 +65,7 @@ impl LinkError {
             // Under TLS 1.3 a master that refuses our client certificate says so only
             // after the handshake, so the refusal surfaces here.
             tungstenite::Error::Io(error) if error.get_ref().is_some_and(|e| e.is::<rustls::Error>()) => {
-                LinkError::Tls { address, error }
+                LinkError::Tls { address, error: HandshakeError::from_io(error, client_cert) }
             }
             other => LinkError::Protocol { address, what: format!("websocket upgrade failed: {other}") },
         }
@@ -94,7 +74,7 @@ impl LinkError {
     /// The verifier's explanation, when the master's certificate was refused.
     pub fn rejection(&self) -> Option<&Rejection> {
         match self {
-            LinkError::Rejected { rejection, .. } => Some(rejection),
+            LinkError::Tls { error, .. } => error.rejection(),
             _ => None,
         }
     }
@@ -126,11 +106,13 @@ impl<S> fmt::Display for Ended<S> {
                     write!(f, " (code {code})")?;
                 }
                 if !reason.is_empty() {
-                    write!(f, ": {reason}")?;
+                    write!(f, ": {}", crate::text::escape(reason))?;
                 }
                 Ok(())
             }
-            Ended::MasterShutdown { err_msg } => write!(f, "the master told the agent to shut down: {err_msg}"),
+            Ended::MasterShutdown { err_msg } => {
+                write!(f, "the master told the agent to shut down: {}", crate::text::escape(err_msg))
+            }
             Ended::Silent { after } => {
                 write!(
                     f,

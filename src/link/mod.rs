@@ -15,15 +15,12 @@ mod stream;
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
-use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use rustls::ClientConfig;
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::time::{sleep_until, timeout, Instant};
-use tokio_rustls::TlsConnector;
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
@@ -31,7 +28,7 @@ use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::WebSocketStream;
 
 use crate::config::{Config, Host};
-use crate::tls::TlsSetupError;
+use crate::tls::{TlsClient, TlsSetupError};
 use crate::x509::Fingerprint;
 
 pub use error::{Ended, LinkError};
@@ -99,7 +96,7 @@ pub struct Target {
     /// The checked configuration.
     pub config: Config,
     /// `None` when TLS is off.
-    pub tls: Option<Arc<ClientConfig>>,
+    pub tls: Option<TlsClient>,
     /// Proxy settings.
     pub proxy: ProxyEnv,
     /// Limits.
@@ -113,7 +110,7 @@ impl Target {
     /// # Errors
     /// rustls refused the configuration (e.g. the client certificate).
     pub fn new(config: Config, proxy: ProxyEnv, mut settings: LinkSettings) -> Result<Target, TlsSetupError> {
-        let tls = config.tls.as_ref().map(crate::tls::client_config).transpose()?;
+        let tls = config.tls.as_ref().map(TlsClient::new).transpose()?;
         settings.max_message_size = config.max_message_size;
         Ok(Target { config, tls, proxy, settings })
     }
@@ -193,11 +190,11 @@ pub async fn connect(target: &Target, reconnect: bool) -> Result<Link, LinkError
         Some(client) => {
             let name = target.config.server_name();
             let verified_name = name.to_str().into_owned();
-            let tls = match timeout(s.handshake_timeout, TlsConnector::from(client.clone()).connect(name, tcp)).await {
+            let tls = match timeout(s.handshake_timeout, client.connect(name, tcp)).await {
                 Err(_) => {
                     return Err(LinkError::Timeout { stage: "TLS handshake", address, after: s.handshake_timeout })
                 }
-                Ok(Err(error)) => return Err(LinkError::tls(address, error)),
+                Ok(Err(error)) => return Err(LinkError::Tls { address, error }),
                 Ok(Ok(tls)) => tls,
             };
             let (_, conn) = tls.get_ref();
@@ -215,6 +212,7 @@ pub async fn connect(target: &Target, reconnect: bool) -> Result<Link, LinkError
         }
     };
 
+    let client_cert = target.config.tls.as_ref().is_some_and(|t| t.client_identity.is_some());
     let url = target.agents_url(reconnect);
     let mut request = url.as_str().into_client_request().map_err(|e| LinkError::Protocol {
         address,
@@ -226,7 +224,7 @@ pub async fn connect(target: &Target, reconnect: bool) -> Result<Link, LinkError
     let upgrade = tokio_tungstenite::client_async_with_config(request, stream, Some(s.websocket()));
     let mut ws = match timeout(s.handshake_timeout, upgrade).await {
         Err(_) => return Err(LinkError::Timeout { stage: "websocket upgrade", address, after: s.handshake_timeout }),
-        Ok(Err(error)) => return Err(LinkError::upgrade(address, error)),
+        Ok(Err(error)) => return Err(LinkError::upgrade(address, error, client_cert)),
         Ok(Ok((ws, _response))) => ws,
     };
 
@@ -311,13 +309,20 @@ async fn first_message(ws: &mut WebSocketStream<Stream>) -> Result<MasterSetAgen
             Some(Ok(Message::Text(text))) => {
                 return match FromMaster::decode(&text)? {
                     FromMaster::SetAgentOptions(options) => Ok(options),
-                    FromMaster::Shutdown { err_msg } => Err(format!("the master sent AgentShutdown: {err_msg}")),
-                    other => Err(format!("expected MasterSetAgentOptions first, got {}", other.kind())),
+                    FromMaster::Shutdown { err_msg } => {
+                        Err(format!("the master sent AgentShutdown: {}", crate::text::escape(&err_msg)))
+                    }
+                    other => {
+                        Err(format!("expected MasterSetAgentOptions first, got {}", crate::text::escape(other.kind())))
+                    }
                 }
             }
             Some(Ok(Message::Close(frame))) => {
                 let reason = frame.map(|f| f.reason.to_string()).unwrap_or_default();
-                return Err(format!("the master closed the websocket before registering: {reason}"));
+                return Err(format!(
+                    "the master closed the websocket before registering: {}",
+                    crate::text::escape(&reason)
+                ));
             }
             Some(Ok(_)) => {} // pings and pongs
         }

@@ -162,6 +162,7 @@ impl Proxy {
                 403 => "; the proxy's rules forbid this destination (ports other than 443 are often refused)",
                 _ => "",
             };
+            let reason = crate::text::escape(reason);
             return Err(format!("proxy {self} refused CONNECT {target}: HTTP {code} {reason}{hint}"));
         }
         if head.len() > end {

@@ -7,7 +7,10 @@ use rustls::CertificateError;
 use rustls_pki_types::{ServerName, UnixTime};
 use serde::Serialize;
 
+use super::anchors::{AnchorProblem, AnchorProblemKind};
+use super::path::PathError;
 use super::verifier::NameSource;
+use crate::text::escape;
 use crate::x509::{CertSummary, KeyPin, Timestamp};
 
 /// What kind of problem the certificate has.
@@ -51,17 +54,36 @@ pub(super) struct Pinned {
     pub certs: Vec<CertSummary>,
 }
 
-/// The cause the verifier gives rustls when the key pins fail; [`Rejection`] explains it.
+/// Why the verifier refused, before it is explained.
 #[derive(Debug)]
-pub(super) struct KeyPinMismatch;
+pub(super) enum Cause {
+    /// A check of the certificate or chain failed, as rustls names it.
+    Certificate(CertificateError),
+    /// The only paths found end at an anchor whose own limits forbid them.
+    Anchor(Box<AnchorProblem>),
+    /// No certificate the verifier relied on has a pinned key.
+    KeyPins,
+}
 
-impl fmt::Display for KeyPinMismatch {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("no pinned key on the certificate path")
+impl Cause {
+    /// A rustls error from parsing or name checking.
+    pub(super) fn from_rustls(error: rustls::Error) -> Cause {
+        match error {
+            rustls::Error::InvalidCertificate(e) => Cause::Certificate(e),
+            other => Cause::Certificate(CertificateError::Other(rustls::OtherError(std::sync::Arc::new(other)))),
+        }
     }
 }
 
-impl std::error::Error for KeyPinMismatch {}
+impl From<PathError> for Cause {
+    fn from(error: PathError) -> Cause {
+        match error {
+            PathError::Pki(e) => Cause::Certificate(e),
+            PathError::Anchor(problem) => Cause::Anchor(problem),
+            PathError::KeyPins => Cause::KeyPins,
+        }
+    }
+}
 
 /// What the rejecting verifier trusted, for the explanation.
 #[derive(Debug, Clone)]
@@ -76,13 +98,15 @@ pub(super) struct Trusted {
     pub pins: Vec<KeyPin>,
 }
 
-/// The verifier's explained refusal. It travels inside the handshake error as
-/// `CertificateError::Other` (rustls then sends the `certificate_unknown` alert); use
-/// [`rejection_of`](super::rejection_of) to get it back.
+/// The verifier's explained refusal. rustls gets [`certificate_error`](Self::certificate_error),
+/// which sends the master the TLS alert that matches the cause;
+/// [`TlsClient`](super::TlsClient) hands the whole explanation to its caller.
 #[derive(Debug, Clone)]
 pub struct Rejection {
     kind: RejectionKind,
+    /// The checker's own words, escaped (they may quote the certificate).
     cause: String,
+    anchor: Option<AnchorProblem>,
     mode: String,
     name: ServerName<'static>,
     name_source: NameSource,
@@ -95,26 +119,42 @@ pub struct Rejection {
 
 impl Rejection {
     pub(super) fn new(
-        cause: rustls::Error,
+        cause: Cause,
         trusted: Trusted,
         name: ServerName<'static>,
         presented: Vec<Option<CertSummary>>,
         now: UnixTime,
     ) -> Self {
         let Trusted { mode, name_source, pinned, pins } = trusted;
-        let (mut kind, context_time) = match &cause {
-            rustls::Error::InvalidCertificate(e) => classify(e),
-            _ => (RejectionKind::Other, None),
+        let (mut kind, context_time, anchor, cause) = match cause {
+            Cause::Certificate(e) => {
+                let (kind, time) = classify(&e);
+                (kind, time, None, escape(&e.to_string()).into_owned())
+            }
+            Cause::Anchor(problem) => {
+                let kind = match problem.kind {
+                    AnchorProblemKind::Expired => RejectionKind::Expired,
+                    AnchorProblemKind::NotYetValid => RejectionKind::NotYetValid,
+                    AnchorProblemKind::NotForServerAuth { .. } => RejectionKind::NotForServerAuth,
+                    AnchorProblemKind::PathLen { .. } | AnchorProblemKind::NotACa => RejectionKind::InvalidChain,
+                };
+                (kind, None, Some(*problem), String::new())
+            }
+            Cause::KeyPins => (RejectionKind::KeyPinMismatch, None, None, String::new()),
         };
         // When pinned, a chain that does not lead to the file's certificates is simply not
         // the pinned master, whatever webpki found wrong with it first. Saying "pin it"
         // about a presented CA certificate would invite the operator to trust an impostor.
-        if pinned.is_some() && matches!(kind, RejectionKind::CaUsedAsEndEntity | RejectionKind::InvalidChain) {
+        if pinned.is_some()
+            && anchor.is_none()
+            && matches!(kind, RejectionKind::CaUsedAsEndEntity | RejectionKind::InvalidChain)
+        {
             kind = RejectionKind::UnknownIssuer;
         }
         Rejection {
             kind,
-            cause: cause.to_string(),
+            cause,
+            anchor,
             mode,
             name,
             name_source,
@@ -141,15 +181,61 @@ impl Rejection {
         &self.presented
     }
 
+    /// The trust anchor whose own limits refused the chain, when that was the problem.
+    pub fn anchor_problem(&self) -> Option<&AnchorProblem> {
+        self.anchor.as_ref()
+    }
+
+    /// The error handed to rustls, chosen for the TLS alert it sends the master, as
+    /// rustls's own verifier would send it: unknown_ca for an unknown issuer (and a
+    /// certificate that differs from the one trusted on first use), certificate_expired
+    /// for a certificate or anchor outside its validity window, bad_certificate for a
+    /// name mismatch, a broken chain or a key-pin mismatch, unsupported_certificate for
+    /// a certificate (or anchor) not meant for TLS servers, decrypt_error for a bad
+    /// signature.
+    pub fn certificate_error(&self) -> CertificateError {
+        let at = |t: Option<Timestamp>| {
+            t.map(|t| UnixTime::since_unix_epoch(std::time::Duration::from_secs(t.0.max(0) as u64)))
+        };
+        let now = at(Some(self.now)).unwrap_or(UnixTime::now());
+        let anchor_window = self.anchor.as_ref().map(|a| (a.anchor.not_before, a.anchor.not_after));
+        match self.kind {
+            RejectionKind::UnknownIssuer => CertificateError::UnknownIssuer,
+            RejectionKind::Expired => match at(self.context_time.or(anchor_window.map(|w| w.1))) {
+                Some(not_after) => CertificateError::ExpiredContext { time: now, not_after },
+                None => CertificateError::Expired,
+            },
+            RejectionKind::NotYetValid => match at(self.context_time.or(anchor_window.map(|w| w.0))) {
+                Some(not_before) => CertificateError::NotValidYetContext { time: now, not_before },
+                None => CertificateError::NotValidYet,
+            },
+            RejectionKind::NotForServerAuth => CertificateError::InvalidPurpose,
+            RejectionKind::BadSignature => CertificateError::BadSignature,
+            // rustls sends bad_certificate for these three variants; BadEncoding is the one
+            // that claims least about what went wrong.
+            RejectionKind::NotValidForName => CertificateError::NotValidForName,
+            RejectionKind::CaUsedAsEndEntity
+            | RejectionKind::InvalidChain
+            | RejectionKind::Malformed
+            | RejectionKind::KeyPinMismatch => CertificateError::BadEncoding,
+            RejectionKind::Other => CertificateError::Other(rustls::OtherError(std::sync::Arc::new(self.clone()))),
+        }
+    }
+
     fn leaf(&self) -> Option<&CertSummary> {
         self.presented.first().and_then(Option::as_ref)
     }
 
     /// What is wrong, and how to fix it.
     fn problem_and_fix(&self) -> (String, String) {
-        let name = self.name.to_str();
+        let name = escape(&self.name.to_str()).into_owned();
         let leaf = self.leaf();
-        let dns = leaf.map(|l| l.dns_names.join(", ")).unwrap_or_default();
+        let dns = leaf
+            .map(|l| l.dns_names.iter().map(ToString::to_string).collect::<Vec<_>>().join(", "))
+            .unwrap_or_default();
+        if let Some(problem) = &self.anchor {
+            return self.anchor_problem_and_fix(problem);
+        }
         match self.kind {
             RejectionKind::NotValidForName => self.name_problem(&name, leaf, &dns),
             RejectionKind::Expired => (
@@ -183,6 +269,38 @@ impl Rejection {
             RejectionKind::UnknownIssuer => self.issuer_problem(leaf),
             RejectionKind::KeyPinMismatch => self.pin_problem(),
             RejectionKind::Other => (self.cause.clone(), "see the presented certificate below".to_owned()),
+        }
+    }
+
+    fn anchor_problem_and_fix(&self, problem: &AnchorProblem) -> (String, String) {
+        let a = &problem.anchor;
+        let anchor = format!("trust anchor {} ({}; sha256 {})", a.subject, a.source, a.sha256);
+        let replace = match &a.source {
+            super::anchors::AnchorSource::File(path) => format!("in {}", path.display()),
+            super::anchors::AnchorSource::HostStore(_) => "in this host's trust store".to_owned(),
+            super::anchors::AnchorSource::Presented => "in security.tls.master_key_pins".to_owned(),
+        };
+        match &problem.kind {
+            AnchorProblemKind::Expired => (
+                format!("{anchor} expired {}; the time here is {}. An expired CA vouches for nothing, even for certificates signed with its key that are themselves still valid", a.not_after, self.now),
+                format!("replace the expired CA {replace} with its renewed certificate (or the master's current CA), or correct this host's clock if it is wrong"),
+            ),
+            AnchorProblemKind::NotYetValid => (
+                format!("{anchor} is not valid until {}; the time here is {}", a.not_before, self.now),
+                "check this host's clock (is NTP running?) and the CA certificate's dates".to_owned(),
+            ),
+            AnchorProblemKind::PathLen { allowed, found } => (
+                format!("{anchor} allows at most {allowed} intermediate CA certificate(s) below it (basicConstraints pathLen {allowed}), but the master's chain puts {found} between it and the master's certificate"),
+                format!("the master's certificate was issued outside what this CA permits; have it reissued within the CA's path length, or trust the CA that may issue it {replace}"),
+            ),
+            AnchorProblemKind::NotForServerAuth { usages } => (
+                format!("{anchor} limits what it vouches for with extendedKeyUsage ({usages}), which does not include TLS server authentication"),
+                format!("trust the CA that issues server certificates {replace} instead"),
+            ),
+            AnchorProblemKind::NotACa => (
+                format!("{anchor} is not a CA (basicConstraints CA:FALSE), so it vouches only for itself, not for the certificate the master presented"),
+                format!("if the master's certificate changed, put the new one {replace}; otherwise trust the CA that issued it"),
+            ),
         }
     }
 
@@ -255,7 +373,7 @@ impl Rejection {
     }
 
     fn issuer_problem(&self, leaf: Option<&CertSummary>) -> (String, String) {
-        let issuer = leaf.map_or("(unreadable)", |l| l.issuer.as_str());
+        let issuer = leaf.map_or_else(|| "(unreadable)".to_owned(), |l| l.issuer.to_string());
         match &self.pinned {
             Some(Pinned { path, store_entry: Some(url), certs }) => {
                 let stored = certs.first().map_or_else(|| "(unreadable)".to_owned(), |c| c.sha256.to_string());
@@ -304,7 +422,7 @@ impl fmt::Display for Rejection {
             NameSource::DialedHost => "the dialed host",
             NameSource::MasterCertName => "security.tls.master_cert_name",
         };
-        write!(f, "\n  verified name: {} (from {source})", self.name.to_str())?;
+        write!(f, "\n  verified name: {} (from {source})", escape(&self.name.to_str()))?;
         for (i, cert) in self.presented.iter().enumerate() {
             let label = if i == 0 { "presented".to_owned() } else { format!("chain [{i}]") };
             match cert {
@@ -335,7 +453,6 @@ fn classify(e: &CertificateError) -> (RejectionKind, Option<Timestamp>) {
         | C::UnsupportedSignatureAlgorithmContext { .. }
         | C::UnsupportedSignatureAlgorithmForPublicKeyContext { .. } => (RejectionKind::BadSignature, None),
         C::BadEncoding | C::UnhandledCriticalExtension => (RejectionKind::Malformed, None),
-        C::Other(other) if other.0.is::<KeyPinMismatch>() => (RejectionKind::KeyPinMismatch, None),
         // rustls passes some webpki errors through as `Other`.
         C::Other(other) => match other.0.downcast_ref::<webpki::Error>() {
             Some(webpki::Error::CaUsedAsEndEntity) => (RejectionKind::CaUsedAsEndEntity, None),

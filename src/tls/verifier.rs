@@ -1,28 +1,36 @@
 //! The master certificate verifier: one [`ServerCertVerifier`] for the three trust modes.
 //!
-//! The trust decision is made here, once per handshake, and leaves as a value: rustls's
-//! `ServerCertVerified` assertion, returned last after every check, or a [`Rejection`]
-//! that explains itself. Handshake signatures are verified with the provider's algorithms
-//! in every mode, skip_verify included.
+//! The trust decision is made here, once per handshake, and leaves as a value:
+//! [`MasterVerifier::verify`] returns [`Verified`], which only this module can make,
+//! after every check, or a [`Rejection`] that explains itself. Handshake signatures are
+//! verified with the provider's algorithms in every mode, skip_verify included.
 //!
-//! Key pins (`master_key_pins`) add one condition to any mode: a certificate whose key is
-//! pinned must be on the path the verifier relied on. In CA and pinned mode that is the
-//! validated path from the leaf to its anchor, so a pinned CA certificate merely appended
-//! to an impostor's chain counts for nothing. Under skip_verify, where nothing else is
-//! checked, it is the leaf (whose key the handshake signature proves), or a presented CA
-//! certificate with a pinned key that the leaf is verified to chain to.
+//! Chains are validated by webpki, with each candidate path also held to its anchor's
+//! own limits (validity, pathLen, extendedKeyUsage; see [`super::anchors`]) and to the
+//! key pins. Key pins (`master_key_pins`) add one condition to any mode: a certificate
+//! whose key is pinned must be on the path the verifier relied on. In CA and pinned mode
+//! that is the validated path from the leaf to its anchor, so a pinned CA certificate
+//! merely appended to an impostor's chain counts for nothing. Under skip_verify, where
+//! nothing else is checked, it is the leaf (whose key the handshake signature proves), or
+//! a presented CA certificate with a pinned key that the leaf is verified to chain to.
+//!
+//! A certificate trusted on first use (`det-agent trust`) authenticates exactly itself,
+//! as OpenSSH's known_hosts does: the stored leaf is matched byte for byte, and a CA
+//! certificate stored beside it vouches for nothing.
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::client::{verify_server_cert_signed_by_trust_anchor, verify_server_name};
+use rustls::client::verify_server_name;
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
 use rustls::server::ParsedCertificate;
-use rustls::{CertificateError, DigitallySignedStruct, Error, RootCertStore, SignatureScheme};
+use rustls::{CertificateError, DigitallySignedStruct, Error, SignatureScheme};
 use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 
-use super::rejection::{KeyPinMismatch, Pinned, Rejection, Trusted};
+use super::anchors::{AnchorSource, Anchors};
+use super::path::{self, PathError};
+use super::rejection::{Cause, Pinned, Rejection, Trusted};
 use crate::config::{PinnedCerts, Trust};
 use crate::x509::{CertSummary, Fingerprint, KeyPin};
 
@@ -35,10 +43,15 @@ pub enum NameSource {
     MasterCertName,
 }
 
+/// The verifier's acceptance of a certificate. Only [`MasterVerifier::verify`] makes one,
+/// after every check has passed.
+#[derive(Debug)]
+pub struct Verified(());
+
 /// Verifies the master's certificate as the operator configured.
 #[derive(Debug)]
 pub struct MasterVerifier {
-    anchors: Anchors,
+    anchoring: Anchoring,
     mode: String,
     name_source: NameSource,
     provider: Arc<CryptoProvider>,
@@ -56,8 +69,9 @@ pub struct MasterVerifier {
 /// name, the anchors, the pins and the time: anchors and pins are fixed for the
 /// verifier's life (a reload builds a new verifier), the key covers the bytes and the
 /// name, and the time is checked on every use against the intersection of the presented
-/// certificates' validity windows, which lies inside the validated path's. The handshake signature,
-/// proof that the peer holds the leaf's key, is still verified on every handshake.
+/// certificates' validity windows and the anchor's, which lies inside the validated
+/// path's. The handshake signature, proof that the peer holds the leaf's key, is still
+/// verified on every handshake.
 #[derive(Debug)]
 struct VerifiedChain {
     key: [u8; 32],
@@ -66,18 +80,18 @@ struct VerifiedChain {
 }
 
 #[derive(Debug)]
-enum Anchors {
-    /// CA mode: any chain to these roots.
-    Roots(Arc<RootCertStore>),
+enum Anchoring {
+    /// CA mode: any chain to these anchors.
+    Roots(Arc<Anchors>),
     /// Pinned mode: the presented leaf is one of `exact`, or chains to `roots` (the CA
-    /// certificates of the same file).
-    Pinned { path: PathBuf, store_entry: Option<String>, exact: Vec<ExactCert>, roots: Arc<RootCertStore> },
+    /// certificates of the same file; none for a chain trusted on first use).
+    Pinned { path: PathBuf, store_entry: Option<String>, exact: Vec<ExactCert>, roots: Arc<Anchors> },
     /// skip_verify: no chain or name check.
     Unverified,
 }
 
-/// A certificate from `master_cert`, with what the exact-match path checks worked out in
-/// advance so that a handshake costs a byte comparison and a name check.
+/// A certificate matched byte for byte, with what the exact-match path checks worked
+/// out in advance so that a handshake costs a byte comparison and a name check.
 #[derive(Debug)]
 struct ExactCert {
     der: CertificateDer<'static>,
@@ -90,7 +104,7 @@ impl MasterVerifier {
     /// trust store now; call this again to pick up changes to either.
     pub fn new(trust: &Trust, name_source: NameSource, provider: Arc<CryptoProvider>) -> Self {
         let mut verifier = match trust {
-            Trust::PublicRoots => Self::with_roots(public_roots(), provider),
+            Trust::PublicRoots => Self::ca_mode(Anchors::public(), provider),
             Trust::Pinned(pinned) => Self::pinned(pinned, provider),
             Trust::SkipVerify => Self::dangerous_unverified(provider),
         };
@@ -98,66 +112,61 @@ impl MasterVerifier {
         verifier
     }
 
-    /// CA mode with the given roots instead of the public and system ones.
-    pub fn with_roots(roots: RootCertStore, provider: Arc<CryptoProvider>) -> Self {
-        let mode = format!("CA mode ({} trusted roots)", roots.len());
-        MasterVerifier {
-            anchors: Anchors::Roots(Arc::new(roots)),
-            mode,
-            name_source: NameSource::DialedHost,
-            provider,
-            pins: Vec::new(),
-            last_chain: Mutex::new(None),
-            remember: true,
-        }
+    /// CA mode with the given anchors instead of the public and host ones.
+    pub fn ca_mode(anchors: Anchors, provider: Arc<CryptoProvider>) -> Self {
+        let mode = format!("CA mode ({} trusted roots)", anchors.len());
+        Self::build(Anchoring::Roots(Arc::new(anchors)), mode, provider)
     }
 
     /// Pinned mode: the certificates of `master_cert` are the only anchors.
     ///
     /// The presented leaf is accepted when it is byte-identical to a certificate of the
     /// file (this is how a self-signed `openssl req -x509` certificate, CA:TRUE, works as
-    /// a pin), or when the presented chain leads to a CA certificate of the file. A file
-    /// certificate that is not a CA (basicConstraints CA:FALSE, or a v3 certificate
-    /// without the extension) is only ever matched exactly: its key may not vouch for
-    /// other certificates. Validity and name are checked on both paths.
+    /// a pin), or when the presented chain leads to a CA certificate of the file, within
+    /// that CA's own validity, pathLen and extendedKeyUsage. A file certificate that is
+    /// not a CA (basicConstraints CA:FALSE, or a v3 certificate without the extension) is
+    /// only ever matched exactly: its key may not vouch for other certificates. Validity
+    /// and name are checked on both paths.
+    ///
+    /// A chain trusted on first use (`store_entry` set) authenticates only its first
+    /// certificate, the leaf the operator saw and accepted, matched exactly.
     pub fn pinned(pinned: &PinnedCerts, provider: Arc<CryptoProvider>) -> Self {
         let mut exact = Vec::with_capacity(pinned.certs.len());
-        let mut roots = RootCertStore::empty();
-        for der in &pinned.certs {
+        let mut roots = Anchors::empty();
+        let trusted_on_first_use = pinned.store_entry.is_some();
+        let certs = if trusted_on_first_use { &pinned.certs[..pinned.certs.len().min(1)] } else { &pinned.certs[..] };
+        for der in certs {
             // The config loader has parsed every certificate already; one that fails here
             // can simply never match.
             let Ok(summary) = CertSummary::parse(der) else {
                 continue;
             };
-            if summary.is_ca == Some(true) || summary.version == 1 {
+            if !trusted_on_first_use && (summary.is_ca == Some(true) || summary.version == 1) {
                 // A certificate webpki cannot use as an anchor is still matched exactly.
-                let _ = roots.add(der.clone());
+                roots.add(der, AnchorSource::File(pinned.path.clone()));
             }
             exact.push(ExactCert { der: der.clone(), summary });
         }
-        MasterVerifier {
-            mode: pinned.to_string(),
-            anchors: Anchors::Pinned {
-                path: pinned.path.clone(),
-                store_entry: pinned.store_entry.clone(),
-                exact,
-                roots: Arc::new(roots),
-            },
-            name_source: NameSource::DialedHost,
-            provider,
-            pins: Vec::new(),
-            last_chain: Mutex::new(None),
-            remember: true,
-        }
+        let anchoring = Anchoring::Pinned {
+            path: pinned.path.clone(),
+            store_entry: pinned.store_entry.clone(),
+            exact,
+            roots: Arc::new(roots),
+        };
+        Self::build(anchoring, pinned.to_string(), provider)
     }
 
     /// skip_verify: accepts any certificate whose key signs the handshake, without
     /// checking who issued it or whom it names. Each accepted connection logs a warning
     /// with the presented fingerprint.
     pub fn dangerous_unverified(provider: Arc<CryptoProvider>) -> Self {
+        Self::build(Anchoring::Unverified, Trust::SkipVerify.to_string(), provider)
+    }
+
+    fn build(anchoring: Anchoring, mode: String, provider: Arc<CryptoProvider>) -> Self {
         MasterVerifier {
-            anchors: Anchors::Unverified,
-            mode: Trust::SkipVerify.to_string(),
+            anchoring,
+            mode,
             name_source: NameSource::DialedHost,
             provider,
             pins: Vec::new(),
@@ -174,8 +183,8 @@ impl MasterVerifier {
         if !pins.is_empty() {
             let n = pins.len();
             let s = if n == 1 { "" } else { "s" };
-            self.mode = match self.anchors {
-                Anchors::Unverified => format!(
+            self.mode = match self.anchoring {
+                Anchoring::Unverified => format!(
                     "key-pin mode (skip_verify with {n} key pin{s}: the pinned key authenticates the master; no name check)"
                 ),
                 _ => format!("{} with {n} key pin{s}", self.mode),
@@ -197,14 +206,48 @@ impl MasterVerifier {
         &self.mode
     }
 
-    fn verify_chain(
+    /// The trust decision for the certificate a master presented: [`Verified`] after
+    /// every check of the configured mode has passed, else the explained refusal.
+    ///
+    /// # Errors
+    /// The [`Rejection`]: what is wrong, what was presented and how to fix it.
+    pub fn verify(
         &self,
-        roots: &RootCertStore,
         end_entity: &CertificateDer<'_>,
         intermediates: &[CertificateDer<'_>],
         server_name: &ServerName<'_>,
         now: UnixTime,
-    ) -> Result<(), Error> {
+    ) -> Result<Verified, Box<Rejection>> {
+        let outcome = match &self.anchoring {
+            Anchoring::Roots(roots) => self.verify_chain(roots, end_entity, intermediates, server_name, now),
+            Anchoring::Pinned { exact, roots, .. } => {
+                match exact.iter().find(|pin| pin.der.as_ref() == end_entity.as_ref()) {
+                    // An exact match relies on no path, so only the leaf's key may match a pin.
+                    Some(pin) => self.verify_exact(pin, server_name, now).and_then(|()| {
+                        match self.pins.is_empty() || self.pins.contains(&pin.summary.key_pin) {
+                            true => Ok(()),
+                            false => Err(Cause::KeyPins),
+                        }
+                    }),
+                    None => self.verify_chain(roots, end_entity, intermediates, server_name, now),
+                }
+            }
+            Anchoring::Unverified => self.verify_unverified(end_entity, intermediates, server_name, now),
+        };
+        match outcome {
+            Ok(()) => Ok(Verified(())),
+            Err(cause) => Err(Box::new(self.reject(cause, end_entity, intermediates, server_name, now))),
+        }
+    }
+
+    fn verify_chain(
+        &self,
+        anchors: &Anchors,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        now: UnixTime,
+    ) -> Result<(), Cause> {
         let key = self.remember.then(|| chain_key(end_entity, intermediates, server_name));
         let time = now.as_secs() as i64;
         let memo = self.last_chain.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
@@ -212,28 +255,17 @@ impl MasterVerifier {
             return Ok(());
         }
         drop(memo);
-        let cert = ParsedCertificate::try_from(end_entity)?;
-        let validate = || {
-            verify_server_cert_signed_by_trust_anchor(
-                &cert,
-                roots,
-                intermediates,
-                now,
-                self.provider.signature_verification_algorithms.all,
-            )
-        };
-        if self.pins.is_empty() {
-            validate()?;
-        } else if self.pinned_path(roots, end_entity, intermediates, now).is_err() {
-            // No valid path carries a pinned key. Whether any valid path exists decides
-            // which explanation applies: the chain's own fault, or the pins.
-            validate()?;
-            return Err(pin_mismatch());
-        }
-        verify_server_name(&cert, server_name)?;
+        let algorithms = self.provider.signature_verification_algorithms.all;
+        let accepted =
+            path::validate(anchors, &self.pins, end_entity, intermediates, now, algorithms).map_err(Cause::from)?;
+        let cert = ParsedCertificate::try_from(end_entity).map_err(Cause::from_rustls)?;
+        verify_server_name(&cert, server_name).map_err(Cause::from_rustls)?;
         let Some(key) = key else { return Ok(()) };
-        let windows: Option<Vec<(i64, i64)>> =
-            std::iter::once(end_entity).chain(intermediates).map(|c| crate::x509::validity_window(c)).collect();
+        let windows: Option<Vec<(i64, i64)>> = std::iter::once(end_entity)
+            .chain(intermediates)
+            .map(|c| crate::x509::validity_window(c))
+            .chain(accepted.anchor_window.map(Some))
+            .collect();
         if let Some(windows) = windows {
             let not_before = windows.iter().map(|w| w.0).max().unwrap_or(i64::MAX);
             let not_after = windows.iter().map(|w| w.1).min().unwrap_or(i64::MIN);
@@ -241,39 +273,6 @@ impl MasterVerifier {
                 Some(VerifiedChain { key, not_before, not_after });
         }
         Ok(())
-    }
-
-    /// A valid path from `end_entity` to one of `roots` with a pinned key on it: the leaf,
-    /// an intermediate the path uses, or the anchor. webpki calls the check for every
-    /// candidate path and tries the next one when it fails.
-    fn pinned_path(
-        &self,
-        roots: &RootCertStore,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        now: UnixTime,
-    ) -> Result<(), webpki::Error> {
-        let leaf = webpki::EndEntityCert::try_from(end_entity)?;
-        let carries_pin = |path: &webpki::VerifiedPath<'_>| {
-            let on_path = std::iter::once(path.end_entity().subject_public_key_info())
-                .chain(path.intermediate_certificates().map(|c| c.subject_public_key_info()))
-                .any(|spki| self.pins.contains(&KeyPin::of_spki(&spki)));
-            if on_path || self.pins.contains(&KeyPin::of_spki_contents(&path.anchor().subject_public_key_info)) {
-                Ok(())
-            } else {
-                Err(webpki::Error::UnknownIssuer)
-            }
-        };
-        leaf.verify_for_usage(
-            self.provider.signature_verification_algorithms.all,
-            &roots.roots,
-            intermediates,
-            now,
-            webpki::KeyUsage::server_auth(),
-            None,
-            Some(&carries_pin),
-        )
-        .map(|_| ())
     }
 
     /// Whether the key of `der` is pinned.
@@ -285,21 +284,21 @@ impl MasterVerifier {
     /// skip_verify: nothing is checked unless there are pins. With pins, the leaf's key
     /// may be pinned (the handshake signature, verified next, proves the master holds it),
     /// or the leaf must chain, with valid signatures and dates, to a presented CA
-    /// certificate whose key is pinned. Names are not checked.
+    /// certificate whose key is pinned, within that CA's own limits. Names are not checked.
     fn verify_unverified(
         &self,
         end_entity: &CertificateDer<'_>,
         intermediates: &[CertificateDer<'_>],
         server_name: &ServerName<'_>,
         now: UnixTime,
-    ) -> Result<(), Error> {
+    ) -> Result<(), Cause> {
         // Nothing about the certificate is trusted, but it must parse: its public key is
         // what the handshake signature is verified against.
-        let cert = ParsedCertificate::try_from(end_entity)?;
+        ParsedCertificate::try_from(end_entity).map_err(Cause::from_rustls)?;
         if self.pins.is_empty() {
             tracing::warn!(
                 fingerprint = %Fingerprint::of(end_entity),
-                name = %server_name.to_str(),
+                name = %crate::text::escape(&server_name.to_str()),
                 "master identity NOT verified (security.tls.skip_verify): the connection is encrypted, but anyone could be at the other end; pin this certificate with security.tls.master_cert, or its key with security.tls.master_key_pins"
             );
             return Ok(());
@@ -307,56 +306,56 @@ impl MasterVerifier {
         if self.key_is_pinned(end_entity) {
             return Ok(());
         }
-        let mut anchors = RootCertStore::empty();
+        let mut anchors = Anchors::empty();
         for ca in intermediates.iter().filter(|c| self.key_is_pinned(c)) {
             // A pinned certificate webpki cannot use as an anchor simply never matches.
-            let _ = anchors.add(ca.clone().into_owned());
+            anchors.add(ca, AnchorSource::Presented);
         }
         if anchors.is_empty() {
-            return Err(pin_mismatch());
+            return Err(Cause::KeyPins);
         }
-        verify_server_cert_signed_by_trust_anchor(
-            &cert,
-            &anchors,
-            intermediates,
-            now,
-            self.provider.signature_verification_algorithms.all,
-        )
-        .map_err(|e| match e {
+        let algorithms = self.provider.signature_verification_algorithms.all;
+        match path::validate(&anchors, &[], end_entity, intermediates, now, algorithms) {
+            Ok(_) => Ok(()),
             // The pinned CA did not issue this leaf: the pins are what failed.
-            Error::InvalidCertificate(CertificateError::UnknownIssuer) => pin_mismatch(),
-            other => other,
-        })
+            Err(PathError::Pki(CertificateError::UnknownIssuer)) => Err(Cause::KeyPins),
+            Err(other) => Err(Cause::from(other)),
+        }
     }
 
-    fn verify_exact(&self, pin: &ExactCert, server_name: &ServerName<'_>, now: UnixTime) -> Result<(), Error> {
+    fn verify_exact(&self, pin: &ExactCert, server_name: &ServerName<'_>, now: UnixTime) -> Result<(), Cause> {
         let time = now.as_secs() as i64;
         if time < pin.summary.not_before.0 {
-            return Err(
-                CertificateError::NotValidYetContext { time: now, not_before: unix(pin.summary.not_before.0) }.into()
-            );
+            return Err(Cause::Certificate(CertificateError::NotValidYetContext {
+                time: now,
+                not_before: unix(pin.summary.not_before.0),
+            }));
         }
         if time > pin.summary.not_after.0 {
-            return Err(CertificateError::ExpiredContext { time: now, not_after: unix(pin.summary.not_after.0) }.into());
+            return Err(Cause::Certificate(CertificateError::ExpiredContext {
+                time: now,
+                not_after: unix(pin.summary.not_after.0),
+            }));
         }
         if !pin.summary.server_auth {
-            return Err(CertificateError::InvalidPurpose.into());
+            return Err(Cause::Certificate(CertificateError::InvalidPurpose));
         }
-        verify_server_name(&ParsedCertificate::try_from(&pin.der)?, server_name)
+        let cert = ParsedCertificate::try_from(&pin.der).map_err(Cause::from_rustls)?;
+        verify_server_name(&cert, server_name).map_err(Cause::from_rustls)
     }
 
     fn reject(
         &self,
-        cause: Error,
+        cause: Cause,
         end_entity: &CertificateDer<'_>,
         intermediates: &[CertificateDer<'_>],
         server_name: &ServerName<'_>,
         now: UnixTime,
-    ) -> Error {
+    ) -> Rejection {
         let presented =
             std::iter::once(end_entity).chain(intermediates).map(|der| CertSummary::parse(der).ok()).collect();
-        let pinned = match &self.anchors {
-            Anchors::Pinned { path, store_entry, exact, .. } => Some(Pinned {
+        let pinned = match &self.anchoring {
+            Anchoring::Pinned { path, store_entry, exact, .. } => Some(Pinned {
                 path: path.clone(),
                 store_entry: store_entry.clone(),
                 certs: exact.iter().map(|e| e.summary.clone()).collect(),
@@ -365,11 +364,23 @@ impl MasterVerifier {
         };
         let trusted =
             Trusted { mode: self.mode.clone(), name_source: self.name_source, pinned, pins: self.pins.clone() };
-        let rejection = Rejection::new(cause, trusted, server_name.to_owned(), presented, now);
-        CertificateError::Other(rustls::OtherError(Arc::new(rejection))).into()
+        Rejection::new(cause, trusted, server_name.to_owned(), presented, now)
+    }
+
+    fn tls12_signature(&self, message: &[u8], cert: &CertificateDer<'_>, dss: &DigitallySignedStruct) -> SigResult {
+        verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+    }
+
+    fn tls13_signature(&self, message: &[u8], cert: &CertificateDer<'_>, dss: &DigitallySignedStruct) -> SigResult {
+        verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
     }
 }
 
+type SigResult = Result<HandshakeSignatureValid, Error>;
+
+/// Used directly, a refusal reaches rustls as the [`CertificateError`] that sends the
+/// matching TLS alert, without the explanation; [`super::TlsClient`] keeps the
+/// explanation for its caller.
 impl ServerCertVerifier for MasterVerifier {
     fn verify_server_cert(
         &self,
@@ -379,25 +390,9 @@ impl ServerCertVerifier for MasterVerifier {
         _ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, Error> {
-        let outcome = match &self.anchors {
-            Anchors::Roots(roots) => self.verify_chain(roots, end_entity, intermediates, server_name, now),
-            Anchors::Pinned { exact, roots, .. } => {
-                match exact.iter().find(|pin| pin.der.as_ref() == end_entity.as_ref()) {
-                    // An exact match relies on no path, so only the leaf's key may match a pin.
-                    Some(pin) => self.verify_exact(pin, server_name, now).and_then(|()| {
-                        match self.pins.is_empty() || self.pins.contains(&pin.summary.key_pin) {
-                            true => Ok(()),
-                            false => Err(pin_mismatch()),
-                        }
-                    }),
-                    None => self.verify_chain(roots, end_entity, intermediates, server_name, now),
-                }
-            }
-            Anchors::Unverified => self.verify_unverified(end_entity, intermediates, server_name, now),
-        };
-        match outcome {
-            Ok(()) => Ok(ServerCertVerified::assertion()),
-            Err(cause) => Err(self.reject(cause, end_entity, intermediates, server_name, now)),
+        match self.verify(end_entity, intermediates, server_name, now) {
+            Ok(Verified(())) => Ok(ServerCertVerified::assertion()),
+            Err(rejection) => Err(Error::InvalidCertificate(rejection.certificate_error())),
         }
     }
 
@@ -406,8 +401,8 @@ impl ServerCertVerifier for MasterVerifier {
         message: &[u8],
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, Error> {
-        verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+    ) -> SigResult {
+        self.tls12_signature(message, cert, dss)
     }
 
     fn verify_tls13_signature(
@@ -415,8 +410,8 @@ impl ServerCertVerifier for MasterVerifier {
         message: &[u8],
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, Error> {
-        verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+    ) -> SigResult {
+        self.tls13_signature(message, cert, dss)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
@@ -424,8 +419,59 @@ impl ServerCertVerifier for MasterVerifier {
     }
 }
 
-fn pin_mismatch() -> Error {
-    CertificateError::Other(rustls::OtherError(Arc::new(KeyPinMismatch))).into()
+tokio::task_local! {
+    /// Where [`Recording`] leaves a refusal for the handshake running in this task.
+    pub(super) static REJECTION: std::cell::RefCell<Option<Box<Rejection>>>;
+}
+
+/// The [`MasterVerifier`] as [`super::TlsClient`] hands it to rustls: the decision is
+/// the verifier's; a refusal goes to rustls as the error that sends the matching alert
+/// (so the master's log says why: unknown_ca, certificate_expired, bad_certificate, …),
+/// and the full [`Rejection`] goes to the handshake's caller through [`REJECTION`].
+#[derive(Debug)]
+pub(super) struct Recording(pub Arc<MasterVerifier>);
+
+impl ServerCertVerifier for Recording {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, Error> {
+        match self.0.verify(end_entity, intermediates, server_name, now) {
+            Ok(Verified(())) => Ok(ServerCertVerified::assertion()),
+            Err(rejection) => {
+                let error = rejection.certificate_error();
+                // Outside a TlsClient handshake nobody asked for the explanation.
+                let _ = REJECTION.try_with(|slot| *slot.borrow_mut() = Some(rejection));
+                Err(Error::InvalidCertificate(error))
+            }
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> SigResult {
+        self.0.tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> SigResult {
+        self.0.tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
 }
 
 /// SHA-256 over the name and each certificate, length-prefixed so no two different
@@ -445,20 +491,6 @@ fn chain_key(end_entity: &CertificateDer<'_>, intermediates: &[CertificateDer<'_
     key
 }
 
-/// The bundled Mozilla roots plus the host's trust store (`SSL_CERT_FILE` and
-/// `SSL_CERT_DIR` are honoured). A host store that cannot be read is logged and skipped,
-/// so a scratch container still trusts the public CAs.
-pub(crate) fn public_roots() -> RootCertStore {
-    let mut roots = RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
-    let native = rustls_native_certs::load_native_certs();
-    for err in &native.errors {
-        tracing::debug!(%err, "skipping part of the host trust store");
-    }
-    let (added, ignored) = roots.add_parsable_certificates(native.certs);
-    tracing::debug!(added, ignored, "loaded the host trust store");
-    roots
-}
-
 fn unix(secs: i64) -> UnixTime {
     UnixTime::since_unix_epoch(std::time::Duration::from_secs(secs.max(0) as u64))
 }
@@ -470,10 +502,15 @@ mod tests {
     use super::*;
     use crate::dev_master::fixtures;
 
-    fn verify(v: &MasterVerifier, chain: &[CertificateDer<'static>], name: &str, secs: u64) -> Result<(), Error> {
+    fn verify(
+        v: &MasterVerifier,
+        chain: &[CertificateDer<'static>],
+        name: &str,
+        secs: u64,
+    ) -> Result<(), Box<Rejection>> {
         let name = ServerName::try_from(name.to_owned()).unwrap();
         let now = UnixTime::since_unix_epoch(Duration::from_secs(secs));
-        v.verify_server_cert(&chain[0], &chain[1..], &name, &[], now).map(|_| ())
+        v.verify(&chain[0], &chain[1..], &name, now).map(|_| ())
     }
 
     #[test]
@@ -491,14 +528,10 @@ mod tests {
         assert!(v.last_chain.lock().unwrap().is_some(), "a validated chain is remembered");
         assert!(verify(&v, &chain, "master.det.test", in_2027).is_ok());
         let expired = verify(&v, &chain, "master.det.test", in_2128).unwrap_err();
-        assert!(rejection_of_error(&expired).contains("expired"), "{expired}");
+        assert!(expired.to_string().contains("expired"), "{expired}");
         assert!(verify(&v, &chain, "other.det.test", in_2027).is_err(), "the name is part of the key");
         // Without the intermediate the chain is another key, and does not validate.
         assert!(verify(&v, &chain[..1], "master.det.test", in_2027).is_err());
         assert!(verify(&v, &chain, "master.det.test", in_2027).is_ok());
-    }
-
-    fn rejection_of_error(err: &Error) -> String {
-        crate::tls::rejection_of(err).map(|r| r.to_string()).unwrap_or_else(|| err.to_string())
     }
 }
