@@ -12,7 +12,9 @@ use std::time::Duration;
 
 use det_agent::config::{PinnedCerts, TlsConfig};
 use det_agent::dev_master::{fixtures, Behaviour, DevMaster};
-use det_agent::link::{self, LinkSettings, ProxyEnv, Target};
+use det_agent::dial::ProxyEnv;
+use det_agent::link::{self, LinkSettings, Target};
+use det_agent::tls::TlsClient;
 use det_agent::{Config, Host, Trust};
 
 fn thread_cpu_ns() -> u64 {
@@ -65,12 +67,12 @@ fn main() {
     config.master_port = addr.port();
     config.agent_id = "bench".to_owned();
     let settings = LinkSettings { handshake_timeout: Duration::from_secs(30), ..LinkSettings::default() };
-    let mut target = Target::new(config, ProxyEnv::none(), settings).unwrap();
     // `full`: no session resumption, so every connect is a full handshake (as a first
     // connect, or any connect after a master restart, is).
-    if std::env::args().nth(3).as_deref() == Some("full") {
-        target.tls = target.tls.take().map(|tls| tls.without_resumption());
-    }
+    let full = std::env::args().nth(3).as_deref() == Some("full");
+    let tls = config.tls.as_ref().map(|t| TlsClient::new(t).unwrap());
+    let tls = if full { tls.map(TlsClient::without_resumption) } else { tls };
+    let target = Target::with_client(config, tls, ProxyEnv::none(), settings);
 
     let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
     rt.block_on(async {

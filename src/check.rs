@@ -1,23 +1,38 @@
-//! `det-agent check`: dial the master once with the configured verifier and report what
-//! happened, in enough detail to fix whatever went wrong.
+//! `det-agent check`: dial the master once, through the same [`Dialer`] as the daemon,
+//! and report what happened, in enough detail to fix whatever went wrong; then ask the
+//! verified connection `GET /info` (the master's unauthenticated info endpoint, which
+//! registers nothing) to prove that a Determined master answered.
 
 use std::fmt;
-use std::net::SocketAddr;
 use std::time::Duration;
 
-use rustls_pki_types::ServerName;
 use serde::Serialize;
-use tokio::net::TcpStream;
 use tokio::time::timeout;
 
-use crate::config::{Config, Host};
-use crate::tls::{HandshakeError, RejectionKind, TlsClient};
+use crate::config::Config;
+use crate::dial::{http, Attempt, Connection, DialError, Dialer, ProxyEnv, Timeouts};
+use crate::link::MasterInfo;
+use crate::text::{escape, seconds};
+use crate::tls::{HandshakeError, Rejection, RejectionKind, TlsClient};
 use crate::x509::CertSummary;
 
-/// How long one TCP connect, and then one TLS handshake, may take.
+/// How long one TCP connect, and then each handshake, may take.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// The outcome of one dial.
+/// The most of `/info`'s answer that is read (a master sends a few hundred bytes).
+const MAX_INFO_BODY: usize = 64 * 1024;
+
+/// One check, configured: `Check::new(&config).proxy(env).run().await`.
+#[derive(Debug)]
+pub struct Check<'a> {
+    config: &'a Config,
+    client: Option<TlsClient>,
+    proxy: ProxyEnv,
+    limit: Duration,
+    ask_info: bool,
+}
+
+/// The outcome of one check.
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
     /// `ca`, `pinned`, `skip-verify`, `key-pin` (skip_verify with pins), or `plain` (TLS off).
@@ -26,6 +41,8 @@ pub struct Report {
     pub trust: String,
     /// `master_host:master_port` as configured.
     pub target: String,
+    /// The HTTP proxy the dial went through, if any (credentials never shown).
+    pub proxy: Option<String>,
     /// Every address tried, in order, and what happened there.
     pub attempts: Vec<Attempt>,
     /// The name verified (and sent as SNI when it is a DNS name).
@@ -38,23 +55,22 @@ pub struct Report {
     pub cipher_suite: Option<String>,
     /// The chain the master presented, leaf first.
     pub chain: Vec<CertSummary>,
+    /// What the master said about itself (`GET /info`), when asked and it answered so.
+    pub master: Option<MasterInfo>,
     /// The conclusion.
     pub verdict: Verdict,
-}
-
-/// One address tried.
-#[derive(Debug, Clone, Serialize)]
-pub struct Attempt {
-    /// The socket address.
-    pub address: SocketAddr,
-    /// `connected`, or what went wrong.
-    pub outcome: String,
+    /// The verifier's refusal, when it refused the master's certificate (its kind and
+    /// explanation are in the verdict).
+    #[serde(skip)]
+    pub rejection: Option<Box<Rejection>>,
 }
 
 /// The conclusion of a check.
 #[derive(Debug, Clone, Serialize)]
 pub struct Verdict {
-    /// Exit 0: the master was verified (or skip_verify accepted it) and the handshake completed.
+    /// Exit 0: the master was verified (or accepted under skip_verify, or authenticated by
+    /// its key pin), the handshake completed, and (when asked) a Determined master
+    /// answered `/info`.
     pub ok: bool,
     /// One line.
     pub summary: String,
@@ -64,160 +80,158 @@ pub struct Verdict {
     pub rejection: Option<RejectionKind>,
 }
 
-/// Dials the master once as `config` says, building the TLS client configuration from it.
-pub async fn check(config: &Config, limit: Duration) -> Report {
-    let client = match &config.tls {
-        Some(tls) => match TlsClient::new(tls) {
-            Ok(client) => Some(client),
-            Err(err) => return Report::failed_setup(config, err.to_string()),
-        },
-        None => None,
-    };
-    check_with(config, client, limit).await
-}
+impl<'a> Check<'a> {
+    /// A check of `config`'s master: no proxy, [`DEFAULT_TIMEOUT`], `/info` asked.
+    pub fn new(config: &'a Config) -> Check<'a> {
+        Check { config, client: None, proxy: ProxyEnv::none(), limit: DEFAULT_TIMEOUT, ask_info: true }
+    }
 
-/// Like [`check`], with a client configuration you built (`None` for plain TCP).
-pub async fn check_with(config: &Config, client: Option<TlsClient>, limit: Duration) -> Report {
-    let mut report = Report::new(config);
-    let addrs = match resolve(&config.master_host, config.master_port).await {
-        Ok(addrs) => addrs,
-        Err(err) => {
-            report.verdict = Verdict::fail(format!("cannot resolve {}: {err}", config.master_host), None);
-            return report;
-        }
-    };
-    dial_addresses(config, client, addrs, limit, report).await
-}
+    /// Dial through the proxy these settings name for the master, as the daemon does.
+    pub fn proxy(mut self, proxy: ProxyEnv) -> Self {
+        self.proxy = proxy;
+        self
+    }
 
-/// Tries `addrs` in order: on to the next after a connection-level failure, but not after
-/// the master was reached and refused its certificate (other addresses are the same master).
-async fn dial_addresses(
-    config: &Config,
-    client: Option<TlsClient>,
-    addrs: Vec<SocketAddr>,
-    limit: Duration,
-    mut report: Report,
-) -> Report {
-    let server_name = config.server_name();
-    for addr in addrs {
-        let tcp = match timeout(limit, TcpStream::connect(addr)).await {
-            Ok(Ok(tcp)) => tcp,
-            Ok(Err(err)) => {
-                report.attempts.push(Attempt { address: addr, outcome: format!("connect failed: {err}") });
-                continue;
-            }
-            Err(_) => {
-                report.attempts.push(Attempt { address: addr, outcome: format!("connect timed out after {limit:?}") });
-                continue;
-            }
-        };
-        let Some(client) = &client else {
-            report.attempts.push(Attempt { address: addr, outcome: "connected".to_owned() });
-            report.verdict = Verdict {
-                ok: true,
-                summary:
-                    "connected over plain TCP: TLS is off, so traffic is not encrypted and the master is not verified"
-                        .to_owned(),
-                error: None,
-                rejection: None,
-            };
-            return report;
-        };
-        match timeout(limit, client.connect(server_name.clone(), tcp)).await {
-            Ok(Ok(stream)) => {
-                report.attempts.push(Attempt { address: addr, outcome: "connected".to_owned() });
-                let (_, conn) = stream.get_ref();
-                report.tls_version = conn.protocol_version().map(|v| format!("{v:?}"));
-                report.cipher_suite = conn.negotiated_cipher_suite().map(|s| format!("{:?}", s.suite()));
-                report.chain = conn
-                    .peer_certificates()
-                    .unwrap_or_default()
-                    .iter()
-                    .filter_map(|c| CertSummary::parse(c).ok())
-                    .collect();
-                let fingerprint = report.chain.first().map(|c| c.sha256.to_string()).unwrap_or_default();
-                let pins = config.tls.as_ref().map_or(&[][..], |t| &t.master_key_pins[..]);
-                let pinned_keys: Vec<String> =
-                    report.chain.iter().filter(|c| pins.contains(&c.key_pin)).map(|c| c.key_pin.to_string()).collect();
-                report.verdict = match config.tls.as_ref().map(|t| &t.trust) {
-                    Some(crate::Trust::SkipVerify) if !pins.is_empty() => Verdict {
-                        ok: true,
-                        summary: format!(
-                            "master authenticated by its pinned key {} (skip_verify: chain and name not checked)",
-                            pinned_keys.join(", ")
-                        ),
-                        error: None,
-                        rejection: None,
-                    },
-                    Some(crate::Trust::SkipVerify) => Verdict {
-                        ok: true,
-                        summary: format!(
-                            "accepted WITHOUT verification (skip_verify); the master presented sha256 {fingerprint}"
-                        ),
-                        error: None,
-                        rejection: None,
-                    },
-                    _ if !pins.is_empty() => Verdict {
-                        ok: true,
-                        summary: match pinned_keys.is_empty() {
-                            true => format!(
-                                "master verified as {}, with the pinned key of its trust anchor (which the master does not present)",
-                                server_name.to_str()
-                            ),
-                            false => format!(
-                                "master verified as {}, with pinned key {}",
-                                server_name.to_str(),
-                                pinned_keys.join(", ")
-                            ),
-                        },
-                        error: None,
-                        rejection: None,
-                    },
-                    _ => Verdict {
-                        ok: true,
-                        summary: format!("master verified as {}", server_name.to_str()),
-                        error: None,
-                        rejection: None,
-                    },
-                };
-                return report;
-            }
-            Ok(Err(err)) => {
-                report.attempts.push(Attempt {
-                    address: addr,
-                    outcome: format!("TLS handshake failed: {}", one_line_cause(&err)),
-                });
-                if let HandshakeError::Rejected(rejection) = err {
-                    report.chain = rejection.presented().iter().flatten().cloned().collect();
-                    report.verdict = Verdict::fail(rejection.to_string(), Some(rejection.kind()));
+    /// How long each connect and each handshake may take.
+    pub fn timeout(mut self, limit: Duration) -> Self {
+        self.limit = limit;
+        self
+    }
+
+    /// Use this TLS client instead of one built from the configuration (custom anchors
+    /// in tests).
+    pub fn client(mut self, client: TlsClient) -> Self {
+        self.client = Some(client);
+        self
+    }
+
+    /// Whether to ask `GET /info` after the handshake (on by default). Off, the check
+    /// ends at the TLS handshake, and a server that speaks no HTTP still passes.
+    pub fn ask_info(mut self, ask: bool) -> Self {
+        self.ask_info = ask;
+        self
+    }
+
+    /// Dials once and reports.
+    pub async fn run(self) -> Report {
+        let mut report = Report::new(self.config);
+        let client = match (self.client, &self.config.tls) {
+            (Some(client), _) => Some(client),
+            (None, Some(tls)) => match TlsClient::new(tls) {
+                Ok(client) => Some(client),
+                Err(err) => {
+                    report.verdict = Verdict::fail(err.to_string(), None);
                     return report;
                 }
-                report.verdict = Verdict::fail(format!("TLS handshake with {addr} failed: {err}"), None);
+            },
+            (None, None) => None,
+        };
+        let dialer = Dialer::new(self.config, client, self.proxy, Timeouts::all(self.limit));
+        report.proxy = dialer.proxy().map(ToString::to_string);
+        let connection = match dialer.dial().await {
+            Ok(connection) => connection,
+            Err(failure) => {
+                let rejection = failure.error.rejection();
+                if let Some(rejection) = rejection {
+                    report.chain = rejection.presented().iter().flatten().cloned().collect();
+                }
+                let kind = rejection.map(|r| r.kind());
+                // The attempts are listed on their own; the verdict explains once.
+                let explanation = match &failure.error {
+                    DialError::Tls { error: HandshakeError::Rejected(rejection), .. } => rejection.to_string(),
+                    other => other.to_string(),
+                };
+                report.verdict = Verdict::fail(explanation, kind);
+                report.attempts = failure.attempts;
+                if let DialError::Tls { error: HandshakeError::Rejected(rejection), .. } = failure.error {
+                    report.rejection = Some(rejection);
+                }
+                return report;
             }
-            Err(_) => {
-                report
-                    .attempts
-                    .push(Attempt { address: addr, outcome: format!("TLS handshake timed out after {limit:?}") });
-                report.verdict = Verdict::fail(
-                    format!("TLS handshake with {addr} timed out after {limit:?}; is this port the master's TLS port?"),
-                    None,
-                );
+        };
+        report.attempts.clone_from(&connection.attempts);
+        if let Some(tls) = &connection.peer.tls {
+            report.tls_version = Some(tls.version.clone());
+            report.cipher_suite = Some(tls.cipher_suite.clone());
+            report.chain = tls.chain.iter().filter_map(|c| CertSummary::parse(c).ok()).collect();
+        }
+        report.verdict = report.verified(self.config);
+        if self.ask_info {
+            let client_cert = self.config.tls.as_ref().is_some_and(|t| t.client_identity.is_some());
+            match ask_info(connection, &dialer.authority(), self.limit, client_cert).await {
+                Ok(info) => {
+                    report.verdict.summary.push_str(&format!(
+                        "; Determined master {}, cluster {} ({})",
+                        info.version, info.cluster_name, info.cluster_id
+                    ));
+                    report.master = Some(info);
+                }
+                Err(why) => report.verdict = Verdict::fail(why, None),
             }
         }
+        report
     }
-    if report.attempts.iter().all(|a| a.outcome.starts_with("connect")) {
-        report.verdict = Verdict::fail(
-            format!(
-                "could not connect to {} at any of its addresses; is the master running, and is {} its port ({} with TLS, {} without)?",
-                report.target,
-                config.master_port,
-                crate::config::DEFAULT_TLS_PORT,
-                crate::config::DEFAULT_PLAIN_PORT
-            ),
-            None,
-        );
+}
+
+/// Dials `config`'s master once with its own TLS settings and no proxy, and asks `/info`.
+pub async fn check(config: &Config, limit: Duration) -> Report {
+    Check::new(config).timeout(limit).run().await
+}
+
+/// Sends `GET /info` on the verified connection and reads what answered.
+///
+/// # Errors
+/// What answered instead of a Determined master, explained.
+async fn ask_info(
+    mut connection: Connection,
+    authority: &str,
+    limit: Duration,
+    client_cert: bool,
+) -> Result<MasterInfo, String> {
+    let answer = match timeout(limit, http::get(&mut connection.stream, authority, "/info", MAX_INFO_BODY)).await {
+        Err(_) => {
+            return Err(format!(
+                "the handshake completed, but nothing answered GET /info within {}; a Determined master answers at once: is this the master's port?",
+                seconds(limit)
+            ))
+        }
+        Ok(Err(http::HttpError::Io(error))) => {
+            // Under TLS 1.3 a master that refuses the client certificate says so here.
+            let tls = HandshakeError::from_io(error, client_cert);
+            return Err(format!("the handshake completed, but the connection failed when GET /info was sent: {tls}"));
+        }
+        Ok(Err(other)) => {
+            return Err(format!(
+                "the handshake completed, but what answered GET /info is not a Determined master: {other}"
+            ))
+        }
+        Ok(Ok(answer)) => answer,
+    };
+    if answer.status == 200 {
+        if let Some(info) = MasterInfo::from_json(&answer.body) {
+            return Ok(info);
+        }
     }
-    report
+    let excerpt = String::from_utf8_lossy(&answer.body[..answer.body.len().min(200)])
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ");
+    let content_type = answer.content_type.as_deref().map(|t| format!(" ({})", escape(t))).unwrap_or_default();
+    let what = match answer.status {
+        200 => "a server that is not a Determined master (its /info is not the master's JSON)",
+        407 => "a proxy that wants credentials",
+        300..=399 => "a server that redirects (a web front end, not the master's own port?)",
+        401 | 403 => "a server that refuses this request (a web front end or a proxy, not the master's /info, which needs no login)",
+        404 => "a server without /info: not a Determined master, or a proxy in front of it that does not pass /info",
+        500..=599 => "a server error (the master failing, or a proxy that cannot reach it)",
+        _ => "something other than a Determined master",
+    };
+    Err(format!(
+        "the handshake completed, but GET /info answered HTTP {} {}{content_type}: {what}. It said: {}",
+        answer.status,
+        escape(&answer.reason),
+        escape(&excerpt)
+    ))
 }
 
 impl Report {
@@ -231,52 +245,59 @@ impl Report {
         Report {
             mode,
             trust,
-            target: crate::link::authority(&config.master_host, config.master_port),
+            target: crate::config::authority(&config.master_host, config.master_port),
+            proxy: None,
             attempts: Vec::new(),
             verified_name: tls_on.then(|| server_name.to_str().into_owned()),
-            sni_sent: tls_on && matches!(server_name, ServerName::DnsName(_)),
+            sni_sent: tls_on && matches!(server_name, rustls_pki_types::ServerName::DnsName(_)),
             tls_version: None,
             cipher_suite: None,
             chain: Vec::new(),
+            master: None,
             verdict: Verdict::fail("not attempted".to_owned(), None),
+            rejection: None,
         }
     }
 
-    fn failed_setup(config: &Config, error: String) -> Report {
-        let mut report = Report::new(config);
-        report.verdict = Verdict::fail(error, None);
-        report
+    /// The verdict for a connection the dialer made: what vouched for the master.
+    fn verified(&self, config: &Config) -> Verdict {
+        let ok = |summary: String| Verdict { ok: true, summary, error: None, rejection: None };
+        let Some(tls) = config.tls.as_ref() else {
+            return ok(
+                "connected over plain TCP: TLS is off, so traffic is not encrypted and the master is not verified"
+                    .to_owned(),
+            );
+        };
+        let name = escape(&config.server_name().to_str()).into_owned();
+        let chain = &self.chain;
+        let pinned_keys: Vec<String> =
+            chain.iter().filter(|c| tls.master_key_pins.contains(&c.key_pin)).map(|c| c.key_pin.to_string()).collect();
+        match (&tls.trust, tls.master_key_pins.is_empty()) {
+            (crate::Trust::SkipVerify, false) => ok(format!(
+                "master authenticated by its pinned key {} (skip_verify: chain and name not checked)",
+                pinned_keys.join(", ")
+            )),
+            (crate::Trust::SkipVerify, true) => ok(format!(
+                "accepted WITHOUT verification (skip_verify); the master presented sha256 {}",
+                chain.first().map(|c| c.sha256.to_string()).unwrap_or_default()
+            )),
+            (_, false) if pinned_keys.is_empty() => ok(format!(
+                "master verified as {name}, with the pinned key of its trust anchor (which the master does not present)"
+            )),
+            (_, false) => ok(format!("master verified as {name}, with pinned key {}", pinned_keys.join(", "))),
+            (_, true) => ok(format!("master verified as {name}")),
+        }
     }
 }
 
 impl Verdict {
     fn fail(error: String, rejection: Option<RejectionKind>) -> Verdict {
-        Verdict { ok: false, summary: first_line(&error).to_owned(), error: Some(error), rejection }
-    }
-}
-
-/// One line for an address's outcome; the verdict carries the full explanation once.
-fn one_line_cause(err: &HandshakeError) -> String {
-    match err {
-        HandshakeError::Rejected(rejection) => format!("certificate rejected ({})", kind_name(rejection.kind())),
-        other => first_line(&other.to_string()).to_owned(),
-    }
-}
-
-/// A rejection kind's name as JSON and the demo write it, e.g. `unknown_issuer`.
-fn kind_name(kind: RejectionKind) -> String {
-    serde_json::to_value(kind).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
-}
-
-fn first_line(text: &str) -> &str {
-    text.lines().next().unwrap_or(text)
-}
-
-/// Every address of `host`, in resolver order; an IP literal is its own single address.
-async fn resolve(host: &Host, port: u16) -> std::io::Result<Vec<SocketAddr>> {
-    match host {
-        Host::Ip(ip) => Ok(vec![SocketAddr::new(*ip, port)]),
-        Host::Dns(name) => Ok(tokio::net::lookup_host((name.as_ref(), port)).await?.collect()),
+        Verdict {
+            ok: false,
+            summary: error.lines().next().unwrap_or_default().to_owned(),
+            error: Some(error),
+            rejection,
+        }
     }
 }
 
@@ -284,15 +305,15 @@ impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(f, "mode           {} — {}", self.mode, self.trust)?;
         writeln!(f, "master         {}", self.target)?;
+        if let Some(proxy) = &self.proxy {
+            writeln!(f, "proxy          {proxy} (HTTP CONNECT; TLS runs end to end through it)")?;
+        }
         for a in &self.attempts {
             writeln!(f, "  dialed       {} — {}", a.address, a.outcome)?;
         }
         if let Some(name) = &self.verified_name {
-            writeln!(
-                f,
-                "verified name  {name}{}",
-                if self.sni_sent { " (sent as SNI)" } else { " (IP address: no SNI sent)" }
-            )?;
+            let sni = if self.sni_sent { " (sent as SNI)" } else { " (IP address: no SNI sent)" };
+            writeln!(f, "verified name  {}{sni}", escape(name))?;
         }
         if let (Some(v), Some(c)) = (&self.tls_version, &self.cipher_suite) {
             writeln!(f, "tls            {v}, {c}")?;
@@ -306,39 +327,17 @@ impl fmt::Display for Report {
             writeln!(f, "  sha256       {}", c.sha256)?;
             writeln!(f, "  key pin      {}", c.key_pin)?;
         }
+        if let Some(m) = &self.master {
+            writeln!(
+                f,
+                "determined     version {}, cluster {} (cluster ID {}, master ID {})",
+                m.version, m.cluster_name, m.cluster_id, m.master_id
+            )?;
+        }
         match (&self.verdict.ok, &self.verdict.error) {
             (true, _) => write!(f, "verdict        OK: {}", self.verdict.summary),
             (false, Some(error)) => write!(f, "verdict        FAILED: {error}"),
             (false, None) => write!(f, "verdict        FAILED: {}", self.verdict.summary),
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::{PinnedCerts, TlsConfig, Trust};
-    use crate::dev_master::{fixtures, DevMaster};
-
-    #[tokio::test]
-    async fn moves_on_to_the_next_address_after_a_refused_connect() {
-        let master = DevMaster::with_fixture("master").await.unwrap();
-        // A port nobody listens on: bind, note it, drop it.
-        let refused = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-        let pinned = Trust::Pinned(PinnedCerts {
-            path: fixtures::path("root-ca.pem"),
-            certs: fixtures::certs("root-ca.pem"),
-            store_entry: None,
-        });
-        let mut config = Config::new(Host::parse("localhost").unwrap(), Some(TlsConfig::new(pinned)));
-        config.master_port = master.addr().port();
-        let client = TlsClient::new(config.tls.as_ref().unwrap()).unwrap();
-        let report =
-            dial_addresses(&config, Some(client), vec![refused, master.addr()], DEFAULT_TIMEOUT, Report::new(&config))
-                .await;
-        assert!(report.verdict.ok, "{}", report.verdict.summary);
-        assert_eq!(report.attempts.len(), 2);
-        assert!(report.attempts[0].outcome.starts_with("connect failed"), "{:?}", report.attempts);
-        assert_eq!(report.attempts[1].address, master.addr());
     }
 }

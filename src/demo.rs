@@ -218,7 +218,7 @@ pub async fn run(out: &mut dyn Write) -> std::io::Result<bool> {
 fn dialed(r: &Report) -> String {
     r.attempts
         .iter()
-        .find(|a| a.outcome == "connected")
+        .find(|a| matches!(a.outcome, crate::dial::Outcome::Connected))
         .or(r.attempts.last())
         .map(|a| a.address.to_string())
         .unwrap_or_else(|| r.target.clone())

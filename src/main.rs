@@ -1,5 +1,6 @@
-//! The `det-agent` command line: parse flags, set up logging, call the library, map the
-//! result to an exit code. Errors are printed once, here.
+//! The `det-agent` command line: parse flags, set up logging, call the library, and map
+//! the result to an exit code in one place ([`CliError::exit_code`]). Errors are printed
+//! once, here; policy (what to trust, when to reconnect) lives in the library.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
@@ -9,9 +10,12 @@ use std::time::Duration;
 use clap::{Parser, Subcommand, ValueEnum};
 use det_agent::daemon::{self, Channels, Control};
 use det_agent::dev_master::{self, Behaviour, DevMaster};
+use det_agent::dial::ProxyEnv;
 use det_agent::fluent_bit::{self as fluent, Format};
-use det_agent::link::{LinkSettings, ProxyEnv, Target};
-use det_agent::{check, demo, pem, ConfigArgs};
+use det_agent::text::escape;
+use det_agent::trust::{self, Consent, Decision, Inspection, MasterUrl, Store};
+use det_agent::x509::{CertSummary, Fingerprint};
+use det_agent::{check, demo, pem, ConfigArgs, ConfigError};
 use tokio::sync::mpsc;
 
 /// Connects this node to a Determined master over TLS, trusting the master exactly as configured.
@@ -171,6 +175,35 @@ enum Command {
     },
 }
 
+/// Why a command failed, and so its exit status: 2 for what the operator must fix before
+/// anything is dialed (configuration, usage, an unreadable store), 1 for everything else.
+#[derive(Debug, thiserror::Error)]
+enum CliError {
+    /// The configuration is invalid.
+    #[error("configuration error: {0}")]
+    Config(#[from] ConfigError),
+    /// A configuration or environment problem found after loading.
+    #[error("configuration error: {0}")]
+    Load(#[from] daemon::LoadError),
+    /// The command was used wrongly, or its inputs cannot be used.
+    #[error("{0}")]
+    Usage(String),
+    /// The command ran and failed; the message says why.
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl CliError {
+    fn exit_code(&self) -> ExitCode {
+        match self {
+            CliError::Config(_) | CliError::Load(_) | CliError::Usage(_) => ExitCode::from(2),
+            CliError::Failed(_) => ExitCode::FAILURE,
+        }
+    }
+}
+
+type Outcome = Result<ExitCode, CliError>;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(&cli.log_level, cli.log_format);
@@ -183,69 +216,66 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(run(cli.command))
+    match runtime.block_on(run(cli.command)) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("det-agent: {err}");
+            err.exit_code()
+        }
+    }
 }
 
 fn env(name: &str) -> Option<String> {
     std::env::var(name).ok()
 }
 
-async fn run(command: Command) -> ExitCode {
+fn proxy_env() -> Result<ProxyEnv, CliError> {
+    ProxyEnv::from_env(&env).map_err(|e| CliError::Load(e.into()))
+}
+
+async fn run(command: Command) -> Outcome {
     match command {
         Command::Run { config, reconnect_on_reload } => run_daemon(*config, reconnect_on_reload).await,
         Command::Check { config, json, timeout } => {
-            let config = match load_config(&config) {
-                Ok(config) => config,
-                Err(code) => return code,
-            };
-            let report = check::check(&config, Duration::from_secs(timeout)).await;
+            let config = config.load(&env)?;
+            let report =
+                check::Check::new(&config).proxy(proxy_env()?).timeout(Duration::from_secs(timeout)).run().await;
             if json {
-                match det_agent::text::to_json_pretty(&report) {
-                    Ok(text) => println!("{text}"),
-                    Err(err) => eprintln!("det-agent: cannot encode the report: {err}"),
-                }
+                let text = det_agent::text::to_json_pretty(&report)
+                    .map_err(|e| CliError::Failed(format!("cannot encode the report: {e}")))?;
+                println!("{text}");
             } else {
                 println!("{report}");
             }
-            if report.verdict.ok {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            }
+            Ok(if report.verdict.ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
         Command::FluentBit { config, format, out, probe, timeout } => {
             fluent_bit(*config, format, out, probe, Duration::from_secs(timeout)).await
         }
         Command::Trust { master, master_cert_name, fingerprint, list, forget, timeout } => {
-            let request = TrustRequest { master, master_cert_name, fingerprint, list, forget };
-            trust(request, Duration::from_secs(timeout)).await
+            let store = Store::locate(&env).map_err(|e| CliError::Usage(e.to_string()))?;
+            if list {
+                return trust_list(&store);
+            }
+            if let Some(url) = forget {
+                return trust_forget(&store, &url);
+            }
+            let request = TrustRequest { master, master_cert_name, fingerprint };
+            trust_master(&store, request, Duration::from_secs(timeout)).await
         }
         Command::TaskEnv { config, format, cert_file } => {
-            let config = match load_config(&config) {
-                Ok(config) => config,
-                Err(code) => return code,
-            };
-            match det_agent::task_env::task_env(&config, cert_file.as_deref()) {
-                Ok(vars) => {
-                    match format {
-                        EnvFormat::Shell => print!("{}", det_agent::task_env::to_shell(&vars)),
-                        EnvFormat::Json => println!("{}", det_agent::task_env::to_json(&vars)),
-                    }
-                    ExitCode::SUCCESS
-                }
-                Err(err) => {
-                    eprintln!("det-agent: {err}");
-                    ExitCode::from(2)
-                }
+            let config = config.load(&env)?;
+            let vars = det_agent::task_env::task_env(&config, cert_file.as_deref()).map_err(CliError::Usage)?;
+            match format {
+                EnvFormat::Shell => print!("{}", det_agent::task_env::to_shell(&vars)),
+                EnvFormat::Json => println!("{}", det_agent::task_env::to_json(&vars)),
             }
+            Ok(ExitCode::SUCCESS)
         }
         Command::Demo => match demo::run(&mut std::io::stdout()).await {
-            Ok(true) => ExitCode::SUCCESS,
-            Ok(false) => ExitCode::FAILURE,
-            Err(err) => {
-                eprintln!("det-agent: demo failed: {err}");
-                ExitCode::FAILURE
-            }
+            Ok(true) => Ok(ExitCode::SUCCESS),
+            Ok(false) => Ok(ExitCode::FAILURE),
+            Err(err) => Err(CliError::Failed(format!("demo failed: {err}"))),
         },
         Command::DevMaster { cert, key, test_cert, client_ca, bind, port, ping_interval, past_reconnect } => {
             let behaviour = Behaviour {
@@ -253,112 +283,70 @@ async fn run(command: Command) -> ExitCode {
                 ping_interval: Some(Duration::from_secs(ping_interval.max(1))),
                 ..Behaviour::default()
             };
-            match serve_dev_master(cert.zip(key), test_cert, client_ca, bind, port, behaviour).await {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(err) => {
-                    eprintln!("det-agent dev-master: {err}");
-                    ExitCode::from(2)
-                }
-            }
+            serve_dev_master(cert.zip(key), test_cert, client_ca, bind, port, behaviour)
+                .await
+                .map_err(|e| CliError::Usage(format!("dev-master: {e}")))?;
+            Ok(ExitCode::SUCCESS)
         }
     }
-}
-
-/// Loads the configuration; a bad one is reported here and exits 2.
-fn load_config(args: &ConfigArgs) -> Result<det_agent::Config, ExitCode> {
-    args.load(&env).map_err(|err| {
-        eprintln!("det-agent: configuration error: {err}");
-        ExitCode::from(2)
-    })
 }
 
 struct TrustRequest {
     master: Option<String>,
     master_cert_name: Option<String>,
     fingerprint: Option<String>,
-    list: bool,
-    forget: Option<String>,
 }
 
-async fn trust(request: TrustRequest, limit: Duration) -> ExitCode {
-    use det_agent::trust::{self, Inspection, MasterUrl, Store};
-    use det_agent::x509::CertSummary;
-    let usage = |message: String| {
-        eprintln!("det-agent: {message}");
-        ExitCode::from(2)
-    };
-    let store = match Store::locate(&env) {
-        Ok(store) => store,
-        Err(err) => return usage(err.to_string()),
-    };
-    if request.list {
-        let entries = match store.load() {
-            Ok(entries) => entries,
-            Err(err) => return usage(err.to_string()),
-        };
-        println!("{} master(s) trusted on first use in {}", entries.len(), store.path().display());
-        for (url, pem) in entries {
-            let leaf = pem::parse_certs(pem.as_bytes(), store.path()).ok().and_then(|c| CertSummary::parse(&c[0]).ok());
-            let url = det_agent::text::escape(&url);
-            match leaf {
-                Some(leaf) => println!("{url}\n  {leaf}"),
-                None => println!("{url}\n  (no readable certificate)"),
-            }
+fn trust_list(store: &Store) -> Outcome {
+    let entries = store.load().map_err(|e| CliError::Usage(e.to_string()))?;
+    println!("{} master(s) trusted on first use in {}", entries.len(), store.path().display());
+    for (url, pem) in entries {
+        let leaf = pem::parse_certs(pem.as_bytes(), store.path()).ok().and_then(|c| CertSummary::parse(&c[0]).ok());
+        let url = escape(&url);
+        match leaf {
+            Some(leaf) => println!("{url}\n  {leaf}"),
+            None => println!("{url}\n  (no readable certificate)"),
         }
-        return ExitCode::SUCCESS;
     }
-    if let Some(text) = request.forget {
-        let url = match MasterUrl::parse(&text) {
-            Ok(url) => url,
-            Err(err) => return usage(err),
-        };
-        return match store.forget(&url) {
-            Ok(true) => {
-                println!("forgot {} in {}", url.store_key(), store.path().display());
-                ExitCode::SUCCESS
-            }
-            Ok(false) => {
-                println!("nothing was stored for {} in {}", url.store_key(), store.path().display());
-                ExitCode::SUCCESS
-            }
-            Err(err) => usage(err.to_string()),
-        };
-    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn trust_forget(store: &Store, text: &str) -> Outcome {
+    let url = MasterUrl::parse(text).map_err(CliError::Usage)?;
+    let forgotten = store.forget(&url).map_err(|e| CliError::Usage(e.to_string()))?;
+    let what = if forgotten { "forgot" } else { "nothing was stored for" };
+    println!("{what} {} in {}", url.store_key(), store.path().display());
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn trust_master(store: &Store, request: TrustRequest, limit: Duration) -> Outcome {
     let Some(text) = request.master.or_else(|| env("DET_MASTER")) else {
-        return usage("say which master: -m URL (or DET_MASTER), or use --list or --forget URL".to_owned());
+        return Err(CliError::Usage(
+            "say which master: -m URL (or DET_MASTER), or use --list or --forget URL".to_owned(),
+        ));
     };
-    let url = match MasterUrl::parse(&text) {
-        Ok(url) => url,
-        Err(err) => return usage(err),
-    };
+    let url = MasterUrl::parse(&text).map_err(CliError::Usage)?;
     let name = match request.master_cert_name.or_else(|| env("DET_MASTER_CERT_NAME")) {
-        Some(name) => match rustls_pki_types::DnsName::try_from(name.clone()) {
-            Ok(name) => Some(name),
-            Err(_) => return usage(format!("--master-cert-name {name:?} is not a DNS name")),
-        },
+        Some(name) => Some(
+            rustls_pki_types::DnsName::try_from(name.clone())
+                .map_err(|_| CliError::Usage(format!("--master-cert-name \"{}\" is not a DNS name", escape(&name))))?,
+        ),
         None => None,
     };
-    let expected = match request.fingerprint.as_deref().map(trust::parse_fingerprint).transpose() {
-        Ok(expected) => expected,
-        Err(err) => return usage(err),
-    };
-    let (chain, reason) = match trust::inspect(&url, name, limit).await {
+    let expected = request.fingerprint.as_deref().map(trust::parse_fingerprint).transpose().map_err(CliError::Usage)?;
+    let (chain, rejection) = match trust::inspect(&url, name, proxy_env()?, limit).await {
         Ok(Inspection::AlreadyTrusted { summary }) => {
             println!("{url}: {summary}; a CA this host trusts already vouches for it, so nothing was stored");
-            return ExitCode::SUCCESS;
+            return Ok(ExitCode::SUCCESS);
         }
-        Ok(Inspection::Untrusted { chain, reason }) => (chain, reason),
-        Err(err) => {
-            eprintln!("det-agent: {err}");
-            return ExitCode::FAILURE;
-        }
+        Ok(Inspection::Untrusted { chain, rejection }) => (chain, rejection),
+        Err(err) => return Err(CliError::Failed(err.to_string())),
     };
     let Some(leaf) = chain.first().and_then(|c| CertSummary::parse(c).ok()) else {
-        eprintln!("det-agent: the master at {url} presented no readable certificate");
-        return ExitCode::FAILURE;
+        return Err(CliError::Failed(format!("the master at {url} presented no readable certificate")));
     };
     println!("The master at {url} presented a certificate chain this host does not trust:");
-    println!("  {}", reason.lines().next().unwrap_or_default());
+    println!("  {}", rejection.to_string().lines().next().unwrap_or_default());
     for (i, cert) in chain.iter().enumerate() {
         if let Ok(summary) = CertSummary::parse(cert) {
             println!("  [{i}] {summary}");
@@ -366,44 +354,41 @@ async fn trust(request: TrustRequest, limit: Duration) -> ExitCode {
     }
     println!("  fingerprint (sha256 of the leaf): {}", leaf.sha256);
     println!("  key pin (sha256 of its public key, for security.tls.master_key_pins): {}", leaf.key_pin);
-    let accepted = match expected {
-        Some(expected) if expected == leaf.sha256.0 => true,
-        Some(_) => {
-            eprintln!(
-                "det-agent: refused: the presented leaf's fingerprint is {}, not the one given with --fingerprint; do not trust this master until its administrator confirms which is right",
-                leaf.sha256
-            );
-            return ExitCode::FAILURE;
-        }
+    let consent = match expected {
+        Some(expected) => Consent::Fingerprint(expected),
         None if std::io::IsTerminal::is_terminal(&std::io::stdin()) => {
             print!("Trust this certificate for {} from now on? [y/N] ", url.store_key());
             let _ = std::io::Write::flush(&mut std::io::stdout());
             let mut answer = String::new();
             let _ = std::io::stdin().read_line(&mut answer);
-            matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes")
+            Consent::Answer(answer)
         }
-        None => {
-            eprintln!(
-                "det-agent: refused: there is no terminal to ask, and no --fingerprint; compare the fingerprint above with the one the master's administrator gives you, then run again with --fingerprint sha256:..."
-            );
-            return ExitCode::FAILURE;
-        }
+        None => Consent::NoWayToAsk,
     };
-    if !accepted {
-        println!("not trusted; nothing was stored");
-        return ExitCode::FAILURE;
-    }
-    match store.put(&url, &chain) {
-        Ok(()) => {
-            println!(
-                "trusted: stored for {} in {}; check and run now pin this chain for that master",
-                url.store_key(),
-                store.path().display()
-            );
-            ExitCode::SUCCESS
+    match trust::decide(&leaf.sha256, &consent) {
+        Decision::Trust => {}
+        Decision::FingerprintMismatch => return Err(CliError::Failed(fingerprint_mismatch(&leaf.sha256))),
+        Decision::Declined => {
+            println!("not trusted; nothing was stored");
+            return Ok(ExitCode::FAILURE);
         }
-        Err(err) => usage(err.to_string()),
+        Decision::NoConsent => return Err(CliError::Failed(
+            "refused: there is no terminal to ask, and no --fingerprint; compare the fingerprint above with the one the master's administrator gives you, then run again with --fingerprint sha256:...".to_owned(),
+        )),
     }
+    store.put(&url, &chain).map_err(|e| CliError::Usage(e.to_string()))?;
+    println!(
+        "trusted: stored for {} in {}; check and run now accept exactly this certificate for that master",
+        url.store_key(),
+        store.path().display()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+fn fingerprint_mismatch(presented: &Fingerprint) -> String {
+    format!(
+        "refused: the presented leaf's fingerprint is {presented}, not the one given with --fingerprint; do not trust this master until its administrator confirms which is right"
+    )
 }
 
 async fn fluent_bit(
@@ -412,20 +397,12 @@ async fn fluent_bit(
     out: Option<PathBuf>,
     probe: bool,
     limit: Duration,
-) -> ExitCode {
-    let config = match load_config(&args) {
-        Ok(config) => config,
-        Err(code) => return code,
-    };
+) -> Outcome {
+    let config = args.load(&env)?;
     let format = format.unwrap_or(config.fluent.format);
     let presented = if probe {
-        match fluent::io::probe(&config, None, limit).await {
-            Ok(evidence) => Some(evidence),
-            Err(err) => {
-                eprintln!("det-agent: {err}");
-                return ExitCode::FAILURE;
-            }
-        }
+        let evidence = fluent::io::probe(&config, proxy_env()?, None, limit).await;
+        Some(evidence.map_err(|e| CliError::Failed(e.to_string()))?)
     } else {
         None
     };
@@ -451,72 +428,35 @@ async fn fluent_bit(
             for warning in pipeline.warnings() {
                 eprintln!("det-agent: warning: {warning}");
             }
-            ExitCode::SUCCESS
+            Ok(ExitCode::SUCCESS)
         }
         Err(err @ (fluent::FluentError::Write { .. } | fluent::FluentError::SelfCheck { .. })) => {
-            eprintln!("det-agent: {err}");
-            ExitCode::FAILURE
+            Err(CliError::Failed(err.to_string()))
         }
-        Err(err) => {
-            eprintln!("det-agent: {err}");
-            ExitCode::from(2)
-        }
+        Err(err) => Err(CliError::Usage(err.to_string())),
     }
 }
 
-/// Loads everything before touching the network, so a bad configuration exits 2 at once.
-/// When `fluent.config_dir` is set, the Fluent Bit configuration is rewritten to match;
-/// if that fails, the configuration counts as bad (at start: exit 2; on reload: the
-/// running one is kept, and so are the old Fluent Bit files).
-fn load_target(args: &ConfigArgs) -> Result<Target, String> {
-    let config = args.load(&env).map_err(|e| e.to_string())?;
-    let proxy = ProxyEnv::from_env(&env)?;
-    let target = Target::new(config, proxy, LinkSettings::default()).map_err(|e| e.to_string())?;
-    if let Some(dir) = &target.config.fluent.config_dir {
-        let (pipeline, written) = fluent::io::write_for(&target.config, dir, target.config.fluent.format, None)
-            .map_err(|e| format!("fluent.config_dir: {e}"))?;
-        tracing::info!(
-            config = %written.config.display(),
-            ca_file = ?written.ca_file,
-            removed = ?written.removed,
-            "wrote the Fluent Bit configuration"
-        );
-        for warning in pipeline.warnings() {
-            tracing::warn!("Fluent Bit: {warning}");
-        }
-    }
-    Ok(target)
-}
-
-async fn run_daemon(args: ConfigArgs, reconnect_on_reload: bool) -> ExitCode {
-    let target = match load_target(&args) {
-        Ok(target) => target,
-        Err(err) => {
-            eprintln!("det-agent: configuration error: {err}");
-            return ExitCode::from(2);
-        }
-    };
+async fn run_daemon(args: ConfigArgs, reconnect_on_reload: bool) -> Outcome {
+    let target = daemon::load(&args, &env)?;
     let (controls_tx, mut controls) = mpsc::channel(8);
-    if let Err(err) = forward_signals(controls_tx) {
-        eprintln!("det-agent: cannot install signal handlers: {err}");
-        return ExitCode::FAILURE;
-    }
+    forward_signals(controls_tx).map_err(|e| CliError::Failed(format!("cannot install signal handlers: {e}")))?;
     // The daemon itself runs no containers: it logs what a full agent would act on.
     let (inbound, mut from_master) = mpsc::channel::<det_agent::link::FromMaster>(64);
     tokio::spawn(async move {
         while let Some(message) = from_master.recv().await {
-            let kind = det_agent::text::escape(message.kind());
+            let kind = escape(message.kind());
             tracing::info!(%kind, "message from the master (not handled by det-agent run)");
         }
     });
     let (_to_master, outbound) = mpsc::channel(64);
     let options = daemon::Options { reconnect_on_reload, ..daemon::Options::default() };
-    let reload = move || load_target(&args);
+    let reload = move || daemon::load(&args, &env);
     match daemon::run(target, reload, options, &mut controls, Channels { inbound, outbound }).await {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(()) => Ok(ExitCode::SUCCESS),
         Err(err) => {
             tracing::error!("{err}");
-            ExitCode::FAILURE
+            Ok(ExitCode::FAILURE)
         }
     }
 }
@@ -528,12 +468,12 @@ fn forward_signals(controls: mpsc::Sender<Control>) -> std::io::Result<()> {
     let mut hup = signal(SignalKind::hangup())?;
     tokio::spawn(async move {
         loop {
-            let control = tokio::select! {
-                _ = term.recv() => Control::Shutdown,
-                _ = int.recv() => Control::Shutdown,
-                _ = hup.recv() => Control::Reload,
+            let (control, name) = tokio::select! {
+                _ = term.recv() => (Control::Shutdown, "SIGTERM"),
+                _ = int.recv() => (Control::Shutdown, "SIGINT"),
+                _ = hup.recv() => (Control::Reload, "SIGHUP"),
             };
-            tracing::info!(?control, "signal received");
+            tracing::info!(signal = name, "signal received");
             if controls.send(control).await.is_err() {
                 return;
             }

@@ -23,7 +23,7 @@ pub fn task_env(config: &Config, cert_file: Option<&Path>) -> Result<TaskEnv, St
     let scheme = if tls.is_some() { "https" } else { "http" };
     let host_text = host.to_string();
     let mut env: TaskEnv = vec![
-        ("DET_MASTER", format!("{scheme}://{}", crate::link::authority(host, port))),
+        ("DET_MASTER", format!("{scheme}://{}", crate::config::authority(host, port))),
         ("DET_MASTER_HOST", host_text.clone()),
         ("DET_MASTER_PORT", port.to_string()),
         ("DET_MASTER_ADDR", host_text),

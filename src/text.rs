@@ -54,6 +54,17 @@ pub fn escape(text: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// A duration for people: `10 s`, `1.5 s`, `250 ms`.
+pub fn seconds(d: std::time::Duration) -> String {
+    if d < std::time::Duration::from_secs(1) {
+        format!("{} ms", d.as_millis())
+    } else if d.subsec_millis() == 0 {
+        format!("{} s", d.as_secs())
+    } else {
+        format!("{:.1} s", d.as_secs_f64())
+    }
+}
+
 /// A string from a certificate or the network. `Display` shows it escaped; serialized,
 /// it is the string as presented.
 #[derive(Clone, PartialEq, Eq, Hash, Default)]

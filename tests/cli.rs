@@ -169,7 +169,7 @@ async fn unreachable_master_exits_1_and_says_so() {
     let out = det_agent(&["check", "--master-host", "127.0.0.1", "--master-port", &port], &[]).await;
     let (stdout, _) = text(&out);
     assert_eq!(out.status.code(), Some(1));
-    assert!(stdout.contains("could not connect") && stdout.contains("8443 with TLS"), "{stdout}");
+    assert!(stdout.contains("cannot connect to 127.0.0.1") && stdout.contains("8443 with TLS"), "{stdout}");
 }
 
 #[tokio::test]

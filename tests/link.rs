@@ -9,9 +9,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use det_agent::config::TlsConfig;
+use det_agent::daemon::LoadError;
 use det_agent::daemon::{self, Channels, Control, DaemonError};
 use det_agent::dev_master::{fixtures, server_config, Behaviour, DevMaster, Event};
-use det_agent::link::{self, Ended, FromMaster, LinkError, LinkSettings, ProxyEnv, Target, ToMaster};
+use det_agent::dial::ProxyEnv;
+use det_agent::link::{self, Ended, FromMaster, LinkError, LinkSettings, Target, ToMaster};
 use det_agent::tls::RejectionKind;
 use det_agent::{Config, Host};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -73,7 +75,7 @@ struct Agent {
 fn spawn_agent(
     target: Target,
     options: daemon::Options,
-    reload: impl FnMut() -> Result<Target, String> + Send + 'static,
+    reload: impl FnMut() -> Result<Target, LoadError> + Send + 'static,
 ) -> Agent {
     let (controls, mut control_rx) = mpsc::channel(4);
     let (inbound_tx, inbound) = mpsc::channel(64);
@@ -85,8 +87,13 @@ fn spawn_agent(
     Agent { controls, inbound, _outbound: outbound, task }
 }
 
-fn no_reload() -> Result<Target, String> {
-    Err("no reload in this test".to_owned())
+fn no_reload() -> Result<Target, LoadError> {
+    // What a reload of a file that lost its master_host gives.
+    Err(LoadError::Config(det_agent::ConfigError::Missing {
+        option: "master_host",
+        flag: "--master-host",
+        env: "DET_MASTER_HOST",
+    }))
 }
 
 async fn shutdown(agent: Agent) {
@@ -109,7 +116,7 @@ async fn registers_with_encoded_values_and_the_configured_name_as_sni() {
         tls.fingerprint.to_string(),
         det_agent::x509::Fingerprint::of(&fixtures::certs("master.pem")[0]).to_string()
     );
-    assert_eq!(link.options().master_info["cluster_id"], "dev-master");
+    assert_eq!(link.options().master_info["cluster_id"], master.info()["cluster_id"]);
     match until(&mut master, |e| matches!(e, Event::Handshake { .. })).await {
         Event::Handshake { sni, .. } => assert_eq!(sni.as_deref(), Some("master.det.test")),
         _ => unreachable!(),
@@ -183,7 +190,10 @@ async fn a_master_that_accepts_tcp_but_never_answers_times_out() {
     settings.handshake_timeout = Duration::from_millis(300);
     let t = Target::new(pinned_config(addr, "root-ca.pem"), ProxyEnv::none(), settings).unwrap();
     let err = link::connect(&t, false).await.unwrap_err();
-    assert!(matches!(err, LinkError::Timeout { stage: "TLS handshake", .. }), "{err}");
+    assert!(
+        matches!(&err, LinkError::Dial(failure) if matches!(failure.error, det_agent::dial::DialError::TlsTimeout { .. })),
+        "{err}"
+    );
     assert!(err.to_string().contains("is this port the master's TLS port"), "{err}");
     hold.abort();
 }
@@ -361,7 +371,7 @@ async fn gives_up_after_agent_reconnect_attempts() {
 }
 
 /// A CONNECT proxy: records each request head, then tunnels to `route(authority)`.
-async fn proxy(
+pub(crate) async fn proxy(
     route: impl Fn(&str) -> SocketAddr + Send + Sync + 'static,
     answer: &'static str,
 ) -> (SocketAddr, mpsc::UnboundedReceiver<String>) {

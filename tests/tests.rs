@@ -4,6 +4,7 @@
 
 mod anchors;
 mod cli;
+mod diagnostics;
 mod escaping;
 mod fluent_bit;
 mod interop;

@@ -78,7 +78,7 @@ async fn trust_on_first_use_then_pin_then_warn_on_change() {
     let mut cfg = det_agent::Config::new(det_agent::Host::parse("localhost").unwrap(), None);
     cfg.master_port = addr.port();
     cfg.tls = Some(det_agent::TlsConfig::new(det_agent::Trust::PublicRoots));
-    let as_ca = det_agent::check::check_with(&cfg, Some(client), std::time::Duration::from_secs(5)).await;
+    let as_ca = det_agent::check::Check::new(&cfg).client(client).ask_info(false).run().await;
     assert!(as_ca.verdict.ok, "the stored intermediate, used as a CA, would vouch for the sibling leaf");
 
     // The master comes back with a certificate from another CA: refused, in the manner of OpenSSH.

@@ -44,13 +44,14 @@ pub fn ca_with_host_roots(files: &[&str]) -> TlsClient {
     TlsClient::with_verifier(MasterVerifier::ca_mode(anchors, tls::provider()), None, tls::provider()).unwrap()
 }
 
-/// Dials through the same code as `det-agent check`.
+/// Dials through the same code as `det-agent check`, up to the TLS handshake (without
+/// `GET /info`): the peers in these tests are not all Determined masters.
 pub async fn dial(cfg: &Config) -> Report {
-    check::check(cfg, TIMEOUT).await
+    check::Check::new(cfg).timeout(TIMEOUT).ask_info(false).run().await
 }
 
 pub async fn dial_with(cfg: &Config, client: TlsClient) -> Report {
-    check::check_with(cfg, Some(client), TIMEOUT).await
+    check::Check::new(cfg).client(client).timeout(TIMEOUT).ask_info(false).run().await
 }
 
 /// The dev master's next event. The bound only turns a bug into a failure instead of a

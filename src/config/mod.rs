@@ -177,6 +177,14 @@ impl fmt::Display for Host {
     }
 }
 
+/// `host:port`, an IPv6 literal bracketed.
+pub fn authority(host: &Host, port: u16) -> String {
+    match host {
+        Host::Ip(IpAddr::V6(ip)) => format!("[{ip}]:{port}"),
+        other => format!("{other}:{port}"),
+    }
+}
+
 /// How the agent trusts the master, with the files it needs already loaded.
 #[derive(Clone, Debug)]
 pub struct TlsConfig {

@@ -65,7 +65,7 @@ where
     S: AsyncRead + AsyncWrite + Unpin,
 {
     let options = json!({"MasterSetAgentOptions": {
-        "MasterInfo": {"cluster_id": "dev-master", "cluster_name": "det-agent dev master", "version": env!("CARGO_PKG_VERSION")},
+        "MasterInfo": shared.info,
         "LoggingOptions": {"type": "default"},
         "ContainersToReattach": [],
     }});

@@ -4,7 +4,7 @@
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
-use crate::link::head::{self, Read};
+use crate::dial::http::{self as head, Read};
 
 /// Largest request head accepted.
 const MAX_HEAD: usize = 16 * 1024;
@@ -87,6 +87,15 @@ pub async fn read_body<S: AsyncRead + Unpin>(stream: &mut S, head: &mut Head) ->
 
 /// Writes a complete response with a text body and closes the write side.
 pub async fn respond<S: AsyncWrite + Unpin>(stream: &mut S, status: u16, body: &str) {
+    respond_typed(stream, status, "text/plain; charset=utf-8", body).await;
+}
+
+/// Writes a complete response with a JSON body, as the master's echo handlers answer.
+pub async fn respond_json<S: AsyncWrite + Unpin>(stream: &mut S, status: u16, body: &str) {
+    respond_typed(stream, status, "application/json", body).await;
+}
+
+async fn respond_typed<S: AsyncWrite + Unpin>(stream: &mut S, status: u16, content_type: &str, body: &str) {
     let reason = match status {
         200 => "OK",
         400 => "Bad Request",
@@ -98,7 +107,7 @@ pub async fn respond<S: AsyncWrite + Unpin>(stream: &mut S, status: u16, body: &
         _ => "Error",
     };
     let response = format!(
-        "HTTP/1.1 {status} {reason}\r\nContent-Type: text/plain\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
     );
     let _ = stream.write_all(response.as_bytes()).await;

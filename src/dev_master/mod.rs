@@ -130,6 +130,10 @@ pub struct Behaviour {
 struct Shared {
     events: mpsc::UnboundedSender<Event>,
     behaviour: Mutex<Behaviour>,
+    /// What `GET /info` answers and `MasterSetAgentOptions.MasterInfo` carries, with the
+    /// real master's fields (Determined's aproto.MasterInfo, master/internal/core.go
+    /// `getInfo`): a cluster ID and a master ID made at start.
+    info: serde_json::Value,
 }
 
 impl Shared {
@@ -174,7 +178,15 @@ impl DevMaster {
         let listener = TcpListener::bind(bind).await?;
         let addr = listener.local_addr()?;
         let (events_tx, events) = mpsc::unbounded_channel();
-        let shared = Arc::new(Shared { events: events_tx, behaviour: Mutex::new(behaviour) });
+        let info = serde_json::json!({
+            "version": format!("{}-dev", env!("CARGO_PKG_VERSION")),
+            "master_id": random_uuid(),
+            "cluster_id": random_uuid(),
+            "cluster_name": "det-agent dev master",
+            "telemetry": {"enabled": false, "otel_enabled": false, "otel_endpoint": ""},
+            "sso_providers": null,
+        });
+        let shared = Arc::new(Shared { events: events_tx, behaviour: Mutex::new(behaviour), info });
         let (stop, stopped) = watch::channel(false);
         let tls = config.is_some();
         let acceptor = config.map(TlsAcceptor::from);
@@ -203,6 +215,11 @@ impl DevMaster {
     /// The address it listens on.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// What it answers at `GET /info` and sends as `MasterInfo`.
+    pub fn info(&self) -> &serde_json::Value {
+        &self.shared.info
     }
 
     /// Whether it serves TLS.
@@ -302,6 +319,10 @@ where
     };
     match (head.method.as_str(), head.path.as_str()) {
         (_, "/agents") => agents::serve(stream, head, shared, stopped).await,
+        ("GET", "/info") => {
+            shared.emit(Event::Request { method: head.method.clone(), path: head.path.clone(), status: 200 });
+            http::respond_json(&mut stream, 200, &shared.info.to_string()).await;
+        }
         ("POST", "/task-logs") => {
             let (status, answer) = match http::read_body(&mut stream, &mut head).await {
                 Ok(body) => match serde_json::from_slice::<serde_json::Value>(&body) {
@@ -322,9 +343,21 @@ where
         (method, path) => {
             let status = if path == "/task-logs" { 405 } else { 404 };
             shared.emit(Event::Request { method: method.to_owned(), path: path.to_owned(), status });
-            http::respond(&mut stream, status, "the dev master serves /agents and POST /task-logs").await;
+            http::respond(&mut stream, status, "the dev master serves /agents, GET /info and POST /task-logs").await;
         }
     }
+}
+
+/// A random UUID (version 4), as the master makes its master and cluster IDs.
+fn random_uuid() -> String {
+    use ring::rand::{SecureRandom, SystemRandom};
+    let mut b = [0u8; 16];
+    // The OS generator failing would leave zeros: still a well-formed ID for a test double.
+    let _ = SystemRandom::new().fill(&mut b);
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let hex = data_encoding::HEXLOWER.encode(&b);
+    format!("{}-{}-{}-{}-{}", &hex[..8], &hex[8..12], &hex[12..16], &hex[16..20], &hex[20..])
 }
 
 /// A server configuration for the given identity; with `client_ca`, clients must present

@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::{CaFile, Evidence, FluentError, Format, Pipeline, CA_FILE_NAME};
+use crate::check::Check;
 use crate::config::{Config, Trust};
+use crate::dial::ProxyEnv;
 use crate::fsutil;
 use crate::tls::TlsClient;
 
@@ -82,12 +84,18 @@ pub fn write(pipeline: &Pipeline, dir: &Path, format: Format) -> Result<Written,
 }
 
 /// Fetches the master's certificate over TLS with the agent's own verifier (`client`,
-/// or one built from `config`), for the name check of CA mode.
+/// or one built from `config`) and dialer (through `proxy` when it applies), for the
+/// name check of CA mode.
 ///
 /// # Errors
 /// TLS is off or skip_verify is on (nothing to check), or the master could not be
 /// reached or verified; the message carries `det-agent check`'s explanation.
-pub async fn probe(config: &Config, client: Option<TlsClient>, limit: Duration) -> Result<Evidence, FluentError> {
+pub async fn probe(
+    config: &Config,
+    proxy: ProxyEnv,
+    client: Option<TlsClient>,
+    limit: Duration,
+) -> Result<Evidence, FluentError> {
     let why_not = match config.tls.as_ref().map(|t| &t.trust) {
         None => Some("TLS is off, so there is no certificate to check"),
         Some(Trust::SkipVerify) => {
@@ -98,10 +106,12 @@ pub async fn probe(config: &Config, client: Option<TlsClient>, limit: Duration) 
     if let Some(why) = why_not {
         return Err(FluentError::Probe { explanation: why.to_owned() });
     }
-    let report = match client {
-        Some(client) => crate::check::check_with(config, Some(client), limit).await,
-        None => crate::check::check(config, limit).await,
-    };
+    // Through the daemon's own dialer (proxy included); the certificate is what counts.
+    let mut check = Check::new(config).proxy(proxy).timeout(limit).ask_info(false);
+    if let Some(client) = client {
+        check = check.client(client);
+    }
+    let report = check.run().await;
     if !report.verdict.ok {
         let explanation = report.verdict.error.unwrap_or(report.verdict.summary);
         return Err(FluentError::Probe { explanation });

@@ -7,6 +7,7 @@ use std::time::Duration;
 use tokio_tungstenite::tungstenite;
 
 use super::PAST_RECONNECT;
+use crate::dial::DialFailure;
 use crate::tls::{HandshakeError, Rejection};
 
 /// Why [`connect`](super::connect) did not produce a registered link.
@@ -14,21 +15,12 @@ use crate::tls::{HandshakeError, Rejection};
 #[allow(missing_docs)] // Variants are documented; their fields name themselves.
 #[non_exhaustive]
 pub enum LinkError {
-    /// The master's (or the proxy's) name did not resolve.
-    #[error("cannot resolve {}{host}: {source}", if *.proxy { "the proxy " } else { "" })]
-    Resolve { host: String, proxy: bool, source: std::io::Error },
-    /// No address accepted a TCP connection.
-    #[error("cannot connect to {}{target}: {}; is it running, and is this its port (the master listens on {} with TLS, {} without)?",
-        if *.proxy { "the proxy at " } else { "" },
-        .failures.iter().map(|(a, e)| format!("{a} ({e})")).collect::<Vec<_>>().join(", "),
-        crate::config::DEFAULT_TLS_PORT, crate::config::DEFAULT_PLAIN_PORT)]
-    Connect { target: String, proxy: bool, failures: Vec<(SocketAddr, String)> },
-    /// The proxy refused or broke the tunnel.
-    #[error("{what}")]
-    Proxy { what: String },
-    /// The TLS handshake failed: the verifier refused the master's certificate (the
-    /// explanation says why and how to fix it), or the handshake broke otherwise.
-    #[error("TLS handshake with {address} failed: {error}")]
+    /// The master could not be reached, or its certificate was refused.
+    #[error("{0}")]
+    Dial(Box<DialFailure>),
+    /// TLS failed after the handshake: under TLS 1.3 a master that refuses the client
+    /// certificate says so only when the upgrade is read.
+    #[error("TLS with {address} failed after the handshake: {error}")]
     Tls { address: SocketAddr, error: HandshakeError },
     /// A stage did not finish in time.
     #[error("{stage} with {address} timed out after {after:?}{}", if *.stage == "TLS handshake" { "; is this port the master's TLS port, and is TLS on there?" } else { "" })]
@@ -74,6 +66,7 @@ impl LinkError {
     /// The verifier's explanation, when the master's certificate was refused.
     pub fn rejection(&self) -> Option<&Rejection> {
         match self {
+            LinkError::Dial(failure) => failure.error.rejection(),
             LinkError::Tls { error, .. } => error.rejection(),
             _ => None,
         }

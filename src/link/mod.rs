@@ -1,24 +1,18 @@
 //! The master link: one verified websocket to the master's `/agents` endpoint.
 //!
 //! [`Target`] holds everything fixed for one configuration generation (the checked
-//! config, its TLS client configuration, the proxy settings, the limits). [`connect`]
-//! dials it: TCP (every resolved address in turn, or through an HTTP proxy), TLS with the
-//! configured verifier and server name, the websocket upgrade, and registration
+//! config, its [`Dialer`] with the TLS client and proxy settings, the limits).
+//! [`connect`] dials it (see [`crate::dial`]), upgrades to the websocket and registers
 //! (`MasterSetAgentOptions` in, `AgentStarted` out). [`Link::run`] then keeps the link
 //! alive until the master goes away, the link breaks, or the caller stops it.
 
 mod error;
-pub(crate) mod head;
 pub mod protocol;
-pub mod proxy;
-mod stream;
 
 use std::future::Future;
-use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use futures_util::{SinkExt, StreamExt};
-use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::time::{sleep_until, timeout, Instant};
 use tokio_tungstenite::tungstenite::client::IntoClientRequest;
@@ -27,14 +21,13 @@ use tokio_tungstenite::tungstenite::protocol::{CloseFrame, WebSocketConfig};
 use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::WebSocketStream;
 
-use crate::config::{Config, Host};
+use crate::config::Config;
+use crate::dial::{Connection, Dialer, ProxyEnv, Stream, Timeouts};
 use crate::tls::{TlsClient, TlsSetupError};
-use crate::x509::Fingerprint;
 
+pub use crate::dial::{Peer, TlsInfo};
 pub use error::{Ended, LinkError};
-pub use protocol::{AgentStarted, Device, FromMaster, MasterSetAgentOptions, ToMaster};
-pub use proxy::ProxyEnv;
-pub use stream::Stream;
+pub use protocol::{AgentStarted, Device, FromMaster, MasterInfo, MasterSetAgentOptions, ToMaster};
 
 /// The text by which the master says a reconnecting agent must register afresh.
 pub const PAST_RECONNECT: &str = "past reconnect period";
@@ -90,34 +83,39 @@ impl LinkSettings {
 }
 
 /// Everything fixed for one configuration generation. Build a new one when the
-/// configuration changes: its TLS client configuration (and so its session cache) is new.
+/// configuration changes: its TLS client (and so its session cache) is new.
 #[derive(Clone, Debug)]
 pub struct Target {
     /// The checked configuration.
     pub config: Config,
-    /// `None` when TLS is off.
-    pub tls: Option<TlsClient>,
-    /// Proxy settings.
-    pub proxy: ProxyEnv,
+    /// How the master is reached.
+    pub dialer: Dialer,
     /// Limits.
     pub settings: LinkSettings,
 }
 
 impl Target {
-    /// Builds the TLS client configuration for `config`. The message limit is the
-    /// configuration's `max_message_size`, whatever `settings` says.
+    /// Builds the TLS client for `config`. The message limit is the configuration's
+    /// `max_message_size`, whatever `settings` says.
     ///
     /// # Errors
     /// rustls refused the configuration (e.g. the client certificate).
-    pub fn new(config: Config, proxy: ProxyEnv, mut settings: LinkSettings) -> Result<Target, TlsSetupError> {
+    pub fn new(config: Config, proxy: ProxyEnv, settings: LinkSettings) -> Result<Target, TlsSetupError> {
         let tls = config.tls.as_ref().map(TlsClient::new).transpose()?;
+        Ok(Target::with_client(config, tls, proxy, settings))
+    }
+
+    /// Like [`new`](Self::new), with a TLS client you built (`None` when TLS is off).
+    pub fn with_client(config: Config, tls: Option<TlsClient>, proxy: ProxyEnv, mut settings: LinkSettings) -> Target {
         settings.max_message_size = config.max_message_size;
-        Ok(Target { config, tls, proxy, settings })
+        let timeouts = Timeouts { connect: settings.connect_timeout, handshake: settings.handshake_timeout };
+        let dialer = Dialer::new(&config, tls, proxy, timeouts);
+        Target { config, dialer, settings }
     }
 
     /// `host:port` as dialed, IPv6 bracketed.
     pub fn authority(&self) -> String {
-        authority(&self.config.master_host, self.config.master_port)
+        self.dialer.authority()
     }
 
     /// The websocket URL of `/agents` for this agent.
@@ -130,34 +128,9 @@ impl Target {
             .append_pair("reconnect", if reconnect { "true" } else { "false" })
             .append_pair("hostname", &hostname())
             .finish();
-        let scheme = if self.tls.is_some() { "wss" } else { "ws" };
+        let scheme = if self.dialer.tls() { "wss" } else { "ws" };
         format!("{scheme}://{}/agents?{query}", self.authority())
     }
-}
-
-/// What was reached and how it was verified.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Peer {
-    /// The address the TCP connection went to (the proxy's, when tunnelled).
-    pub address: SocketAddr,
-    /// The proxy tunnelled through, if any.
-    pub proxy: Option<String>,
-    /// TLS details; `None` when TLS is off.
-    pub tls: Option<TlsInfo>,
-}
-
-/// What the TLS handshake settled.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct TlsInfo {
-    /// Protocol version, e.g. `TLSv1_3`.
-    pub version: String,
-    /// SHA-256 of the master's leaf certificate.
-    pub fingerprint: Fingerprint,
-    /// The name the certificate was verified against.
-    pub verified_name: String,
-    /// Whether the session was resumed from one made earlier under the same
-    /// [`Target`] (so its certificate was verified then, not re-verified now).
-    pub resumed: bool,
 }
 
 /// A registered link to the master.
@@ -184,34 +157,8 @@ impl std::fmt::Debug for Link {
 /// verifier's full explanation.
 pub async fn connect(target: &Target, reconnect: bool) -> Result<Link, LinkError> {
     let s = &target.settings;
-    let (tcp, address, proxy) = dial(target).await?;
-    let (stream, tls) = match &target.tls {
-        None => (Stream::Plain(tcp), None),
-        Some(client) => {
-            let name = target.config.server_name();
-            let verified_name = name.to_str().into_owned();
-            let tls = match timeout(s.handshake_timeout, client.connect(name, tcp)).await {
-                Err(_) => {
-                    return Err(LinkError::Timeout { stage: "TLS handshake", address, after: s.handshake_timeout })
-                }
-                Ok(Err(error)) => return Err(LinkError::Tls { address, error }),
-                Ok(Ok(tls)) => tls,
-            };
-            let (_, conn) = tls.get_ref();
-            let info = TlsInfo {
-                version: conn.protocol_version().map(|v| format!("{v:?}")).unwrap_or_default(),
-                fingerprint: conn
-                    .peer_certificates()
-                    .and_then(|c| c.first())
-                    .map(|c| Fingerprint::of(c))
-                    .unwrap_or(Fingerprint([0; 32])),
-                verified_name,
-                resumed: conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed),
-            };
-            (Stream::Tls(tls), Some(info))
-        }
-    };
-
+    let Connection { stream, peer, .. } = target.dialer.dial().await.map_err(LinkError::Dial)?;
+    let address = peer.address;
     let client_cert = target.config.tls.as_ref().is_some_and(|t| t.client_identity.is_some());
     let url = target.agents_url(reconnect);
     let mut request = url.as_str().into_client_request().map_err(|e| LinkError::Protocol {
@@ -248,56 +195,7 @@ pub async fn connect(target: &Target, reconnect: bool) -> Result<Link, LinkError
         Ok(Err(e)) => return Err(LinkError::Protocol { address, what: format!("cannot send AgentStarted: {e}") }),
         Ok(Ok(())) => {}
     }
-    Ok(Link { ws, peer: Peer { address, proxy: proxy.map(|p| p.to_string()), tls }, options, settings: *s })
-}
-
-/// TCP to the master, or to the proxy and through its tunnel.
-async fn dial(target: &Target) -> Result<(TcpStream, SocketAddr, Option<&proxy::Proxy>), LinkError> {
-    let c = &target.config;
-    let s = &target.settings;
-    let proxy = target.proxy.proxy_for(target.tls.is_some(), &c.master_host, c.master_port);
-    let (host, port) = match proxy {
-        Some(p) => (p.host.clone(), p.port),
-        None => (c.master_host.to_string(), c.master_port),
-    };
-    let addrs: Vec<SocketAddr> = match host.parse::<IpAddr>() {
-        Ok(ip) => vec![SocketAddr::new(ip, port)],
-        Err(_) => {
-            let resolved = tokio::net::lookup_host((host.as_str(), port)).await.map(|a| a.collect());
-            match resolved {
-                Ok(addrs) => addrs,
-                Err(source) => return Err(LinkError::Resolve { host, proxy: proxy.is_some(), source }),
-            }
-        }
-    };
-    let mut failures = Vec::new();
-    for address in addrs {
-        let mut tcp = match timeout(s.connect_timeout, TcpStream::connect(address)).await {
-            Ok(Ok(tcp)) => tcp,
-            Ok(Err(e)) => {
-                failures.push((address, e.to_string()));
-                continue;
-            }
-            Err(_) => {
-                failures.push((address, format!("timed out after {:?}", s.connect_timeout)));
-                continue;
-            }
-        };
-        let _ = tcp.set_nodelay(true);
-        if let Some(p) = proxy {
-            match timeout(s.handshake_timeout, p.connect(&mut tcp, &target.authority())).await {
-                Ok(Ok(())) => {}
-                Ok(Err(what)) => return Err(LinkError::Proxy { what }),
-                Err(_) => {
-                    return Err(LinkError::Proxy {
-                        what: format!("proxy {p} did not answer CONNECT within {:?}", s.handshake_timeout),
-                    })
-                }
-            }
-        }
-        return Ok((tcp, address, proxy));
-    }
-    Err(LinkError::Connect { target: format!("{host}:{port}"), proxy: proxy.is_some(), failures })
+    Ok(Link { ws, peer, options, settings: *s })
 }
 
 /// Reads until the master's first message, which must be `MasterSetAgentOptions`.
@@ -457,14 +355,6 @@ fn describe_ws_error(e: &tungstenite::Error, s: &LinkSettings) -> String {
         tungstenite::Error::Protocol(p) => format!("the master broke the websocket protocol: {p}"),
         tungstenite::Error::Io(io) => format!("connection error: {io}"),
         other => format!("websocket error: {other} (limit {} bytes per message)", s.max_message_size),
-    }
-}
-
-/// `host:port`, IPv6 bracketed.
-pub fn authority(host: &Host, port: u16) -> String {
-    match host {
-        Host::Ip(IpAddr::V6(ip)) => format!("[{ip}]:{port}"),
-        other => format!("{other}:{port}"),
     }
 }
 

@@ -12,6 +12,8 @@ use std::sync::OnceLock;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::text::Untrusted;
+
 /// A message from the master.
 #[derive(Debug, Clone, PartialEq)]
 pub enum FromMaster {
@@ -45,6 +47,38 @@ pub struct MasterSetAgentOptions {
     /// Containers the master expects this agent to reattach.
     #[serde(default, deserialize_with = "null_as_empty")]
     pub containers_to_reattach: Vec<Value>,
+}
+
+/// What a master says about itself: `GET /info`'s answer, and `MasterInfo` in
+/// `MasterSetAgentOptions` (Determined's `aproto.MasterInfo`, master/pkg/aproto/master_message.go,
+/// with its snake_case JSON names). Every string came from the network.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize, Serialize)]
+pub struct MasterInfo {
+    /// The master's version, e.g. `0.38.0`.
+    #[serde(default, deserialize_with = "untrusted")]
+    pub version: Untrusted,
+    /// The cluster's ID (kept in the master's database; tasks see it as `DET_CLUSTER_ID`).
+    #[serde(default, deserialize_with = "untrusted")]
+    pub cluster_id: Untrusted,
+    /// The master's ID (new at each master start; `DET_MASTER_ID`).
+    #[serde(default, deserialize_with = "untrusted")]
+    pub master_id: Untrusted,
+    /// The cluster's name.
+    #[serde(default, deserialize_with = "untrusted")]
+    pub cluster_name: Untrusted,
+}
+
+impl MasterInfo {
+    /// Reads a `MasterInfo` object; `None` unless it is a JSON object carrying a
+    /// non-empty `version` and `cluster_id`, as every Determined master sends.
+    pub fn from_json(bytes: &[u8]) -> Option<MasterInfo> {
+        let info: MasterInfo = serde_json::from_slice(bytes).ok()?;
+        (!info.version.is_empty() && !info.cluster_id.is_empty()).then_some(info)
+    }
+}
+
+fn untrusted<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Untrusted, D::Error> {
+    Ok(Untrusted::new(Option::<String>::deserialize(d)?.unwrap_or_default()))
 }
 
 /// A message to the master.

@@ -157,6 +157,15 @@ impl HandshakeError {
         }
     }
 
+    /// One line for a list of attempts: the rejection's kind, or the first line of the
+    /// explanation (the full explanation is given once, elsewhere).
+    pub fn one_line(&self) -> String {
+        match self {
+            HandshakeError::Rejected(rejection) => format!("certificate rejected ({})", rejection.kind()),
+            other => other.to_string().lines().next().unwrap_or_default().to_owned(),
+        }
+    }
+
     /// The verifier's rejection, when that is what failed.
     pub fn rejection(&self) -> Option<&Rejection> {
         match self {

@@ -4,7 +4,7 @@ use std::fmt;
 use std::path::PathBuf;
 
 use rustls::CertificateError;
-use rustls_pki_types::{ServerName, UnixTime};
+use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 use serde::Serialize;
 
 use super::anchors::{AnchorProblem, AnchorProblemKind};
@@ -14,7 +14,7 @@ use crate::text::escape;
 use crate::x509::{CertSummary, KeyPin, Timestamp};
 
 /// What kind of problem the certificate has.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum RejectionKind {
@@ -41,6 +41,31 @@ pub enum RejectionKind {
     KeyPinMismatch,
     /// Anything else; the message carries webpki's words.
     Other,
+}
+
+impl RejectionKind {
+    /// The kind's name as JSON, logs and metrics write it, e.g. `unknown_issuer`.
+    pub fn name(self) -> &'static str {
+        match self {
+            RejectionKind::UnknownIssuer => "unknown_issuer",
+            RejectionKind::NotValidForName => "not_valid_for_name",
+            RejectionKind::Expired => "expired",
+            RejectionKind::NotYetValid => "not_yet_valid",
+            RejectionKind::NotForServerAuth => "not_for_server_auth",
+            RejectionKind::CaUsedAsEndEntity => "ca_used_as_end_entity",
+            RejectionKind::InvalidChain => "invalid_chain",
+            RejectionKind::BadSignature => "bad_signature",
+            RejectionKind::Malformed => "malformed",
+            RejectionKind::KeyPinMismatch => "key_pin_mismatch",
+            RejectionKind::Other => "other",
+        }
+    }
+}
+
+impl fmt::Display for RejectionKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 /// The certificates a pinned verifier trusts, for explaining a refusal.
@@ -111,6 +136,7 @@ pub struct Rejection {
     name: ServerName<'static>,
     name_source: NameSource,
     presented: Vec<Option<CertSummary>>,
+    presented_der: Vec<CertificateDer<'static>>,
     pinned: Option<Pinned>,
     pins: Vec<KeyPin>,
     now: Timestamp,
@@ -122,9 +148,10 @@ impl Rejection {
         cause: Cause,
         trusted: Trusted,
         name: ServerName<'static>,
-        presented: Vec<Option<CertSummary>>,
+        presented_der: Vec<CertificateDer<'static>>,
         now: UnixTime,
     ) -> Self {
+        let presented = presented_der.iter().map(|der| CertSummary::parse(der).ok()).collect();
         let Trusted { mode, name_source, pinned, pins } = trusted;
         let (mut kind, context_time, anchor, cause) = match cause {
             Cause::Certificate(e) => {
@@ -159,6 +186,7 @@ impl Rejection {
             name,
             name_source,
             presented,
+            presented_der,
             pinned,
             pins,
             now: Timestamp(now.as_secs() as i64),
@@ -179,6 +207,12 @@ impl Rejection {
     /// The presented chain, leaf first (`None` for a certificate that did not parse).
     pub fn presented(&self) -> &[Option<CertSummary>] {
         &self.presented
+    }
+
+    /// The presented chain as it was sent, leaf first: for showing an operator what to
+    /// trust on first use, never for trusting a connection.
+    pub fn presented_der(&self) -> &[CertificateDer<'static>] {
+        &self.presented_der
     }
 
     /// The trust anchor whose own limits refused the chain, when that was the problem.
@@ -466,5 +500,30 @@ fn classify(e: &CertificateError) -> (RejectionKind, Option<Timestamp>) {
             _ => (RejectionKind::Other, None),
         },
         _ => (RejectionKind::Other, None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn kind_names_are_the_json_names() {
+        use RejectionKind as K;
+        for kind in [
+            K::UnknownIssuer,
+            K::NotValidForName,
+            K::Expired,
+            K::NotYetValid,
+            K::NotForServerAuth,
+            K::CaUsedAsEndEntity,
+            K::InvalidChain,
+            K::BadSignature,
+            K::Malformed,
+            K::KeyPinMismatch,
+            K::Other,
+        ] {
+            assert_eq!(serde_json::to_value(kind).unwrap(), kind.name());
+        }
     }
 }

@@ -352,8 +352,7 @@ impl MasterVerifier {
         server_name: &ServerName<'_>,
         now: UnixTime,
     ) -> Rejection {
-        let presented =
-            std::iter::once(end_entity).chain(intermediates).map(|der| CertSummary::parse(der).ok()).collect();
+        let presented = std::iter::once(end_entity).chain(intermediates).map(|der| der.clone().into_owned()).collect();
         let pinned = match &self.anchoring {
             Anchoring::Pinned { path, store_entry, exact, .. } => Some(Pinned {
                 path: path.clone(),

@@ -114,7 +114,7 @@ impl MasterUrl {
 /// A URL to print and dial: like [`MasterUrl::store_key`], with IPv6 hosts bracketed.
 impl fmt::Display for MasterUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}://{}{}", self.scheme(), crate::link::authority(&self.host, self.port), self.path)
+        write!(f, "{}://{}{}", self.scheme(), crate::config::authority(&self.host, self.port), self.path)
     }
 }
 

@@ -1,27 +1,27 @@
 //! Trust on first use, shared with the `det` CLI: canonical master addresses
-//! ([`MasterUrl`]), the `certs.json` store ([`Store`]), and fetching the chain a master
-//! presents so an operator can decide whether to trust it ([`inspect`]).
+//! ([`MasterUrl`]), the `certs.json` store ([`Store`]), fetching the chain a master
+//! presents so an operator can decide whether to trust it ([`inspect`]), and that
+//! decision ([`decide`]).
 //!
-//! Once stored, a chain is used as a pin (see [`crate::Trust::Stored`]): the master must
-//! present it again, and a different certificate fails with an unmistakable warning.
+//! Once stored, an entry authenticates exactly the certificate the operator accepted (the
+//! leaf), as OpenSSH's known_hosts does: the master must present it again, and any other
+//! certificate fails with an unmistakable warning.
 
 mod address;
 mod store;
 
-use std::sync::Arc;
 use std::time::Duration;
 
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, CryptoProvider};
-use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
-use rustls_pki_types::{CertificateDer, DnsName, ServerName, UnixTime};
-use tokio::net::TcpStream;
-use tokio_rustls::TlsConnector;
+use rustls_pki_types::{CertificateDer, DnsName};
 
 pub use address::MasterUrl;
 pub use store::{Entries, Store, StoreError};
 
+use crate::check::Check;
 use crate::config::{Config, TlsConfig, Trust};
+use crate::dial::ProxyEnv;
+use crate::tls::Rejection;
+use crate::x509::Fingerprint;
 
 /// What a master presented when asked.
 #[derive(Debug)]
@@ -36,97 +36,87 @@ pub enum Inspection {
         /// The presented chain, leaf first.
         chain: Vec<CertificateDer<'static>>,
         /// Why CA verification refused it.
-        reason: String,
+        rejection: Box<Rejection>,
     },
 }
 
-/// Dials `url` (which must be `https://`), first verifying as CA mode would, and when
-/// that fails for the certificate, fetching the chain the master presents. `name`
+/// Why a master could not be inspected.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum InspectError {
+    /// The address is `http://`: no certificate to trust.
+    #[error("{0} is not https://, so there is no certificate to trust; use https://HOST[:PORT]")]
+    NotHttps(MasterUrl),
+    /// The master could not be reached, or completed no handshake.
+    #[error("{0}")]
+    Unreachable(String),
+}
+
+/// Dials `url` (which must be `https://`) once, through the daemon's dialer (and `proxy`
+/// when it applies), verifying as CA mode would. When CA mode refuses the certificate,
+/// the refusal carries the presented chain for the operator to decide on. `name`
 /// replaces the URL's host as the verified name (as `DET_MASTER_CERT_NAME` does).
 ///
 /// # Errors
 /// The URL is not https, or the master cannot be reached or completes no handshake.
-pub async fn inspect(url: &MasterUrl, name: Option<DnsName<'static>>, limit: Duration) -> Result<Inspection, String> {
+pub async fn inspect(
+    url: &MasterUrl,
+    name: Option<DnsName<'static>>,
+    proxy: ProxyEnv,
+    limit: Duration,
+) -> Result<Inspection, InspectError> {
     if !url.tls {
-        return Err(format!("{url} is not https://, so there is no certificate to trust; use https://HOST[:PORT]"));
+        return Err(InspectError::NotHttps(url.clone()));
     }
     let mut tls = TlsConfig::new(Trust::PublicRoots);
     tls.master_cert_name = name;
     let mut config = Config::new(url.host.clone(), Some(tls));
     config.master_port = url.port;
-    let report = crate::check::check(&config, limit).await;
+    let report = Check::new(&config).proxy(proxy).timeout(limit).ask_info(false).run().await;
     if report.verdict.ok {
         return Ok(Inspection::AlreadyTrusted { summary: report.verdict.summary });
     }
-    if report.verdict.rejection.is_none() {
-        return Err(report.verdict.error.unwrap_or(report.verdict.summary));
+    match report.rejection {
+        Some(rejection) => Ok(Inspection::Untrusted { chain: rejection.presented_der().to_vec(), rejection }),
+        None => Err(InspectError::Unreachable(report.verdict.error.unwrap_or(report.verdict.summary))),
     }
-    let reason = report.verdict.error.unwrap_or(report.verdict.summary);
-    let chain = fetch_chain(&config, limit).await?;
-    Ok(Inspection::Untrusted { chain, reason })
 }
 
-/// The chain the master presents, with its handshake signature verified (it holds the
-/// leaf's key) and nothing else: for showing to the operator, never for trusting a
-/// connection that carries data.
-async fn fetch_chain(config: &Config, limit: Duration) -> Result<Vec<CertificateDer<'static>>, String> {
-    let provider = crate::tls::provider();
-    let client = ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| e.to_string())?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(ShowOnly(provider)))
-        .with_no_client_auth();
-    let authority = crate::link::authority(&config.master_host, config.master_port);
-    let tcp = tokio::time::timeout(limit, TcpStream::connect(&authority))
-        .await
-        .map_err(|_| format!("connecting to {authority} timed out"))?
-        .map_err(|e| format!("cannot connect to {authority}: {e}"))?;
-    let name: ServerName<'static> = config.server_name();
-    let tls = tokio::time::timeout(limit, TlsConnector::from(Arc::new(client)).connect(name, tcp))
-        .await
-        .map_err(|_| format!("the TLS handshake with {authority} timed out"))?
-        .map_err(|e| format!("the TLS handshake with {authority} failed: {e}"))?;
-    let chain =
-        tls.get_ref().1.peer_certificates().unwrap_or_default().iter().map(|c| c.clone().into_owned()).collect();
-    Ok(chain)
+/// How the operator answered for a presented certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Consent {
+    /// A fingerprint given out of band (`--fingerprint`).
+    Fingerprint([u8; 32]),
+    /// What was typed at the terminal's prompt.
+    Answer(String),
+    /// No terminal to ask, and no fingerprint.
+    NoWayToAsk,
 }
 
-#[derive(Debug)]
-struct ShowOnly(Arc<CryptoProvider>);
+/// Whether to store a presented certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Store it.
+    Trust,
+    /// The fingerprint given does not match the presented leaf.
+    FingerprintMismatch,
+    /// The operator did not answer yes.
+    Declined,
+    /// Nobody could be asked.
+    NoConsent,
+}
 
-impl ServerCertVerifier for ShowOnly {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
+/// Trust on first use's rule: a certificate is stored only on an explicit yes at a
+/// terminal, or when the fingerprint handed out of band is the presented leaf's.
+pub fn decide(leaf: &Fingerprint, consent: &Consent) -> Decision {
+    match consent {
+        Consent::Fingerprint(expected) if *expected == leaf.0 => Decision::Trust,
+        Consent::Fingerprint(_) => Decision::FingerprintMismatch,
+        Consent::Answer(answer) if matches!(answer.trim().to_ascii_lowercase().as_str(), "y" | "yes") => {
+            Decision::Trust
+        }
+        Consent::Answer(_) => Decision::Declined,
+        Consent::NoWayToAsk => Decision::NoConsent,
     }
 }
 
@@ -142,7 +132,38 @@ pub fn parse_fingerprint(text: &str) -> Result<[u8; 32], String> {
         .ok()
         .and_then(|b| <[u8; 32]>::try_from(b).ok())
         .ok_or_else(|| {
-            format!("{text:?} is not a SHA-256 fingerprint; expected sha256: and 64 hex digits, e.g. sha256:ab:cd:… as `det-agent check` prints it")
+            format!(
+                "\"{}\" is not a SHA-256 fingerprint; expected sha256: and 64 hex digits, e.g. sha256:ab:cd:… as `det-agent check` prints it",
+                crate::text::escape(text)
+            )
         })?;
     Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_an_explicit_yes_or_the_right_fingerprint_trusts() {
+        let leaf = Fingerprint([0xab; 32]);
+        assert_eq!(decide(&leaf, &Consent::Fingerprint([0xab; 32])), Decision::Trust);
+        assert_eq!(decide(&leaf, &Consent::Fingerprint([0xac; 32])), Decision::FingerprintMismatch);
+        for yes in ["y", "Y", "yes", " YES\n"] {
+            assert_eq!(decide(&leaf, &Consent::Answer(yes.to_owned())), Decision::Trust, "{yes:?}");
+        }
+        for no in ["", "\n", "n", "no", "yess", "sure", "y es"] {
+            assert_eq!(decide(&leaf, &Consent::Answer(no.to_owned())), Decision::Declined, "{no:?}");
+        }
+        assert_eq!(decide(&leaf, &Consent::NoWayToAsk), Decision::NoConsent);
+    }
+
+    #[test]
+    fn fingerprints_parse_with_or_without_colons() {
+        let colons = format!("sha256:{}", Fingerprint([0xab; 32]));
+        assert_eq!(parse_fingerprint(&colons).unwrap(), [0xab; 32]);
+        assert_eq!(parse_fingerprint(&"AB".repeat(32)).unwrap(), [0xab; 32]);
+        let err = parse_fingerprint("sha256:\x1b[2Jab").unwrap_err();
+        assert!(err.contains("\\x1b") && !err.contains('\x1b'), "{err}");
+    }
 }

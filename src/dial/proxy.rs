@@ -14,11 +14,94 @@ use percent_encoding::percent_decode_str;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
-use super::head::{read_head, Read};
+use super::http::{read_head, Read};
 use crate::config::Host;
+use crate::text::{escape, seconds};
 
 /// Largest CONNECT response head accepted.
 const MAX_HEAD: usize = 16 * 1024;
+
+/// A proxy variable that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("{variable}=\"{}\" cannot be used: {why}; expected http://[user:password@]host[:port]", escape(.value))]
+pub struct ProxyConfigError {
+    /// The variable, e.g. `HTTPS_PROXY`.
+    pub variable: &'static str,
+    /// Its value.
+    pub value: String,
+    /// What is wrong with it.
+    pub why: String,
+}
+
+/// The proxy did not give a tunnel.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProxyError {
+    /// The CONNECT request could not be sent.
+    #[error("proxy {proxy}: cannot send CONNECT: {source}")]
+    Send {
+        /// The proxy.
+        proxy: String,
+        /// The write error.
+        source: std::io::Error,
+    },
+    /// Reading the answer failed.
+    #[error("proxy {proxy}: reading its answer to CONNECT: {source}")]
+    Read {
+        /// The proxy.
+        proxy: String,
+        /// The read error.
+        source: std::io::Error,
+    },
+    /// The proxy closed the connection without answering.
+    #[error("proxy {proxy} closed the connection instead of answering CONNECT {target}")]
+    Closed {
+        /// The proxy.
+        proxy: String,
+        /// The tunnel asked for.
+        target: String,
+    },
+    /// The answer is not HTTP, or its head is too long.
+    #[error("proxy {proxy} did not answer CONNECT with HTTP ({what})")]
+    NotHttp {
+        /// The proxy.
+        proxy: String,
+        /// What was wrong.
+        what: &'static str,
+    },
+    /// The proxy refused the tunnel.
+    #[error("proxy {proxy} refused CONNECT {target}: HTTP {status} {}{}", escape(.reason), refusal_hint(*.status))]
+    Refused {
+        /// The proxy.
+        proxy: String,
+        /// The tunnel asked for.
+        target: String,
+        /// The HTTP status.
+        status: u16,
+        /// The proxy's reason phrase, as sent.
+        reason: String,
+    },
+    /// Bytes arrived after the answer, before TLS started.
+    #[error("proxy {proxy} sent data after its CONNECT answer, before the master could speak TLS")]
+    DataAfterAnswer {
+        /// The proxy.
+        proxy: String,
+    },
+    /// No answer in time.
+    #[error("the proxy did not answer CONNECT within {}", seconds(*.after))]
+    Timeout {
+        /// The limit.
+        after: std::time::Duration,
+    },
+}
+
+fn refusal_hint(status: u16) -> &'static str {
+    match status {
+        407 => "; the proxy wants credentials: put them in the proxy URL, http://user:password@host:port",
+        403 => "; the proxy's rules forbid this destination (ports other than 443 are often refused): ask for the master's port to be allowed, or add the master to NO_PROXY",
+        _ => "",
+    }
+}
 
 /// The proxy settings read from the environment.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -68,7 +151,7 @@ impl ProxyEnv {
     ///
     /// # Errors
     /// A proxy URL that cannot be used, naming the variable and the accepted form.
-    pub fn from_env(env: &dyn Fn(&str) -> Option<String>) -> Result<ProxyEnv, String> {
+    pub fn from_env(env: &dyn Fn(&str) -> Option<String>) -> Result<ProxyEnv, ProxyConfigError> {
         let get = |upper: &'static str, lower: &'static str| {
             [upper, lower].into_iter().find_map(|name| env(name).filter(|v| !v.trim().is_empty()).map(|v| (name, v)))
         };
@@ -95,9 +178,8 @@ impl Proxy {
     ///
     /// # Errors
     /// Another scheme, a path, or an unusable host or port.
-    pub fn parse(source: &'static str, text: &str) -> Result<Proxy, String> {
-        let bad =
-            |why: &str| format!("{source}={text:?} cannot be used: {why}; expected http://[user:password@]host[:port]");
+    pub fn parse(source: &'static str, text: &str) -> Result<Proxy, ProxyConfigError> {
+        let bad = |why: &str| ProxyConfigError { variable: source, value: text.to_owned(), why: why.to_owned() };
         let text = text.trim();
         let rest = match text.split_once("://") {
             Some((scheme, rest)) if scheme.eq_ignore_ascii_case("http") => rest,
@@ -131,43 +213,40 @@ impl Proxy {
     /// IPv6 bracketed). On success `tcp` carries bytes to and from the target.
     ///
     /// # Errors
-    /// The proxy refused (its status line, with a hint for 407) or did not speak HTTP.
-    pub async fn connect(&self, tcp: &mut TcpStream, target: &str) -> Result<(), String> {
+    /// The proxy refused (its status line, with a hint for 403 and 407) or did not speak
+    /// HTTP.
+    pub async fn connect(&self, tcp: &mut TcpStream, target: &str) -> Result<(), ProxyError> {
+        let proxy = self.to_string();
         let mut request = format!("CONNECT {target} HTTP/1.1\r\nHost: {target}\r\n");
         if let Some(auth) = &self.authorization {
             request.push_str(&format!("Proxy-Authorization: {auth}\r\n"));
         }
         request.push_str("\r\n");
-        tcp.write_all(request.as_bytes()).await.map_err(|e| format!("proxy {self}: cannot send CONNECT: {e}"))?;
-
+        if let Err(source) = tcp.write_all(request.as_bytes()).await {
+            return Err(ProxyError::Send { proxy, source });
+        }
         let (head, end) = match read_head(tcp, MAX_HEAD).await {
             Ok(Read::Complete { bytes, end }) => (bytes, end),
             Ok(Read::ClosedEmpty | Read::ClosedInside) => {
-                return Err(format!("proxy {self} closed the connection instead of answering CONNECT {target}"))
+                return Err(ProxyError::Closed { proxy, target: target.to_owned() })
             }
-            Ok(Read::TooLong) => return Err(format!("proxy {self} sent an answer head over {MAX_HEAD} bytes")),
-            Err(e) => return Err(format!("proxy {self}: reading its answer: {e}")),
+            Ok(Read::TooLong) => return Err(ProxyError::NotHttp { proxy, what: "its answer head is over 16 KiB" }),
+            Err(source) => return Err(ProxyError::Read { proxy, source }),
         };
         let mut headers = [httparse::EMPTY_HEADER; 32];
         let mut response = httparse::Response::new(&mut headers);
         match response.parse(&head[..end]) {
             Ok(httparse::Status::Complete(_)) => {}
-            _ => return Err(format!("proxy {self} did not answer CONNECT with HTTP")),
+            _ => return Err(ProxyError::NotHttp { proxy, what: "no valid status line and headers" }),
         }
-        let code = response.code.unwrap_or(0);
-        let reason = response.reason.unwrap_or("");
-        if !(200..300).contains(&code) {
-            let hint = match code {
-                407 => "; the proxy wants credentials: put them in the proxy URL, http://user:password@host:port",
-                403 => "; the proxy's rules forbid this destination (ports other than 443 are often refused)",
-                _ => "",
-            };
-            let reason = crate::text::escape(reason);
-            return Err(format!("proxy {self} refused CONNECT {target}: HTTP {code} {reason}{hint}"));
+        let status = response.code.unwrap_or(0);
+        if !(200..300).contains(&status) {
+            let reason = response.reason.unwrap_or("").to_owned();
+            return Err(ProxyError::Refused { proxy, target: target.to_owned(), status, reason });
         }
         if head.len() > end {
             // Nothing may arrive before we speak TLS; bytes here would be lost or forged.
-            return Err(format!("proxy {self} sent data after its CONNECT answer"));
+            return Err(ProxyError::DataAfterAnswer { proxy });
         }
         Ok(())
     }
@@ -245,7 +324,7 @@ fn in_cidr(ip: IpAddr, net: IpAddr, bits: u32) -> bool {
 mod tests {
     use super::*;
 
-    fn env(vars: &[(&str, &str)]) -> Result<ProxyEnv, String> {
+    fn env(vars: &[(&str, &str)]) -> Result<ProxyEnv, ProxyConfigError> {
         let vars: Vec<(String, String)> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         ProxyEnv::from_env(&move |k| vars.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone()))
     }
@@ -301,7 +380,7 @@ mod tests {
             ("http://proxy/path", "no path"),
             ("http://", "no host"),
         ] {
-            let err = Proxy::parse("HTTPS_PROXY", bad).unwrap_err();
+            let err = Proxy::parse("HTTPS_PROXY", bad).unwrap_err().to_string();
             assert!(err.contains(why) && err.contains("HTTPS_PROXY"), "{bad}: {err}");
         }
     }

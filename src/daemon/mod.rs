@@ -10,6 +10,8 @@
 //!
 //! [`backoff`]: crate::backoff
 
+mod load;
+
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -18,6 +20,8 @@ use tracing::{error, info, warn};
 
 use crate::backoff::{random_unit, Backoff};
 use crate::link::{self, Ended, FromMaster, LinkError, Target, ToMaster, PAST_RECONNECT};
+
+pub use load::{load, LoadError};
 
 /// What the daemon is asked to do while it runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,7 +84,7 @@ pub enum DaemonError {
 /// [`DaemonError`].
 pub async fn run(
     mut target: Target,
-    mut reload: impl FnMut() -> Result<Target, String>,
+    mut reload: impl FnMut() -> Result<Target, LoadError>,
     options: Options,
     controls: &mut mpsc::Receiver<Control>,
     mut channels: Channels,
@@ -223,7 +227,7 @@ enum Stop {
 /// While a link runs: handles reloads, and completes when the link must stop.
 async fn wait_for_stop(
     controls: &mut mpsc::Receiver<Control>,
-    reload: &mut impl FnMut() -> Result<Target, String>,
+    reload: &mut impl FnMut() -> Result<Target, LoadError>,
     next: &mut Option<Target>,
     reconnect_on_reload: bool,
 ) -> Stop {
@@ -240,7 +244,7 @@ async fn wait_for_stop(
 }
 
 /// Runs `reload`; on success the new target waits in `next` for the next connection.
-fn apply_reload(reload: &mut impl FnMut() -> Result<Target, String>, next: &mut Option<Target>) -> bool {
+fn apply_reload(reload: &mut impl FnMut() -> Result<Target, LoadError>, next: &mut Option<Target>) -> bool {
     match reload() {
         Ok(target) => {
             let mode = target.config.mode_name();
