@@ -54,6 +54,11 @@ pub fn escape(text: &str) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+/// `text` in double quotes, escaped: how an error quotes a value it refuses.
+pub fn quoted(text: &str) -> String {
+    format!("\"{}\"", escape(text).replace('"', "\\\""))
+}
+
 /// A duration for people: `10 s`, `1.5 s`, `250 ms`.
 pub fn seconds(d: std::time::Duration) -> String {
     if d < std::time::Duration::from_secs(1) {

@@ -300,7 +300,7 @@ async fn connection(
             shared.emit(Event::Handshake {
                 sni: conn.server_name().map(str::to_owned),
                 client_cert: conn.peer_certificates().and_then(|c| c.first()).map(|c| Fingerprint::of(c)),
-                version: conn.protocol_version().map(|v| format!("{v:?}")).unwrap_or_default(),
+                version: conn.protocol_version().and_then(|v| v.as_str()).unwrap_or("unknown").to_owned(),
             });
             http_exchange(tls, shared, stopped).await;
         }

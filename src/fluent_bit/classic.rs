@@ -73,7 +73,7 @@ pub fn parse(text: &str) -> Result<Parsed, String> {
             continue;
         }
         if line.starts_with('@') {
-            return Err(format!("line {n}: a meta command: {line:?}"));
+            return Err(format!("line {n}: a meta command: {}", crate::text::quoted(line)));
         }
         if let Some(rest) = line.strip_prefix('[') {
             let name = rest.strip_suffix(']').ok_or_else(|| format!("line {n}: a malformed section header"))?;
@@ -84,7 +84,7 @@ pub fn parse(text: &str) -> Result<Parsed, String> {
             .split_once(|c: char| c.is_whitespace())
             .map(|(k, v)| (k, v.trim()))
             .filter(|(_, v)| !v.is_empty())
-            .ok_or_else(|| format!("line {n}: a key without a value: {line:?}"))?;
+            .ok_or_else(|| format!("line {n}: a key without a value: {}", crate::text::quoted(line)))?;
         if value.contains("${") {
             return Err(format!("line {n}: an environment expansion in the value of {key}"));
         }

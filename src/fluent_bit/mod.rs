@@ -263,7 +263,10 @@ impl Pipeline {
         let expected = ParsedClassic::of(&self.sections);
         if parsed != expected {
             return Err(FluentError::SelfCheck {
-                detail: format!("the {format:?} output reads back as {parsed:?}, not {expected:?}"),
+                detail: format!(
+                    "the {} output does not read back as the settings it was written from; this is a bug in det-agent, please report it with the configuration",
+                    format.file_name()
+                ),
             });
         }
         Ok(text)
@@ -352,7 +355,7 @@ pub enum FluentError {
     #[error("Fluent Bit would verify the master as {name}, but {} does not carry that name: it carries {}; set security.tls.master_cert_name to one of its DNS names, or reissue the certificate with DNS:{name}. The certificate: {}", evidence.source, evidence.cert.names(), describe(&evidence.cert))]
     NameNotInCertificate { name: String, evidence: Box<Evidence> },
     /// A value would break out of its line or be changed by Fluent Bit.
-    #[error("cannot write {option} {value:?} into a Fluent Bit configuration: {reason}; change it (Fluent Bit's classic format has no quoting or escaping)")]
+    #[error("cannot write {option} {} into a Fluent Bit configuration: {reason}; change it (Fluent Bit's classic format has no quoting or escaping)", crate::text::quoted(.value))]
     Unsafe { option: String, value: String, reason: &'static str },
     /// The chain was trusted on first use and exists only in the trust store.
     #[error("the master's chain was trusted on first use ({url}) and lives in the trust store, which Fluent Bit cannot read; use --out DIR so det-agent writes it beside the configuration as master-ca.pem")]

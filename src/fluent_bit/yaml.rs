@@ -75,7 +75,7 @@ fn entries(section: &Yaml) -> Result<Vec<(String, String)>, String> {
             let value = match v {
                 Yaml::String(s) => s.clone(),
                 Yaml::Number(n) => n.to_string(),
-                other => return Err(format!("{key} has a non-scalar or non-string value {other:?}")),
+                _ => return Err(format!("{key} has a value that is not a string")),
             };
             if value.contains("${") {
                 return Err(format!("an environment expansion in the value of {key}"));

@@ -23,7 +23,7 @@ pub enum LinkError {
     #[error("TLS with {address} failed after the handshake: {error}")]
     Tls { address: SocketAddr, error: HandshakeError },
     /// A stage did not finish in time.
-    #[error("{stage} with {address} timed out after {after:?}{}", if *.stage == "TLS handshake" { "; is this port the master's TLS port, and is TLS on there?" } else { "" })]
+    #[error("{stage} with {address} timed out after {}{}", crate::text::seconds(*.after), if *.stage == "TLS handshake" { "; is this port the master's TLS port, and is TLS on there?" } else { "" })]
     Timeout { stage: &'static str, address: SocketAddr, after: Duration },
     /// The master refused the websocket upgrade.
     #[error("the master at {address} refused the websocket upgrade to /agents: HTTP {status}{}{}",
@@ -109,7 +109,8 @@ impl<S> fmt::Display for Ended<S> {
             Ended::Silent { after } => {
                 write!(
                     f,
-                    "no frame from the master for {after:?} (pings unanswered): the master or the path to it is gone"
+                    "no frame from the master for {} (pings unanswered): the master or the path to it is gone",
+                    crate::text::seconds(*after)
                 )
             }
             Ended::Failed(why) => f.write_str(why),

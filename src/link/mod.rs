@@ -313,7 +313,7 @@ impl Link {
                         match timeout(s.handshake_timeout, self.ws.send(Message::text(message.encode()))).await {
                             Ok(Ok(())) => {}
                             Ok(Err(e)) => return Ended::Failed(describe_ws_error(&e, &s)),
-                            Err(_) => return Ended::Failed(format!("a send to the master took over {:?}", s.handshake_timeout)),
+                            Err(_) => return Ended::Failed(format!("a send to the master took over {}", crate::text::seconds(s.handshake_timeout))),
                         }
                     }
                     None => outbound_open = false,
@@ -322,7 +322,7 @@ impl Link {
                     match timeout(s.handshake_timeout, self.ws.send(Message::Ping(Default::default()))).await {
                         Ok(Ok(())) => {}
                         Ok(Err(e)) => return Ended::Failed(describe_ws_error(&e, &s)),
-                        Err(_) => return Ended::Failed(format!("a ping to the master took over {:?}", s.handshake_timeout)),
+                        Err(_) => return Ended::Failed(format!("a ping to the master took over {}", crate::text::seconds(s.handshake_timeout))),
                     }
                 }
                 _ = sleep_until(last_frame + s.read_deadline), if pending.is_none() => {

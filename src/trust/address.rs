@@ -29,13 +29,16 @@ impl MasterUrl {
     /// # Errors
     /// What is wrong and the forms expected.
     pub fn parse(text: &str) -> Result<MasterUrl, String> {
-        let invalid = |why: &str| format!("invalid master address {text:?}: {why}; {FORMS}");
+        let invalid = |why: &str| format!("invalid master address {}: {why}; {FORMS}", crate::text::quoted(text));
         let (tls, default_port, rest) = if let Some(rest) = text.strip_prefix("https://") {
             (true, 443, rest)
         } else if let Some(rest) = text.strip_prefix("http://") {
             (false, 80, rest)
         } else if let Some((scheme, _)) = text.split_once("://") {
-            return Err(invalid(&format!("the scheme {scheme:?} is not http or https (schemes are lower case)")));
+            return Err(invalid(&format!(
+                "the scheme {} is not http or https (schemes are lower case)",
+                crate::text::quoted(scheme)
+            )));
         } else {
             (false, 8080, text)
         };
@@ -79,7 +82,7 @@ impl MasterUrl {
             None | Some("") => default_port,
             Some(p) => match p.parse::<u16>() {
                 Ok(port) if port > 0 && p.bytes().all(|b| b.is_ascii_digit()) => port,
-                _ => return Err(invalid(&format!("{p:?} is not a port from 1 to 65535"))),
+                _ => return Err(invalid(&format!("{} is not a port from 1 to 65535", crate::text::quoted(p)))),
             },
         };
         Ok(MasterUrl { tls, host, port, path: path.trim_end_matches('/').to_owned() })
