@@ -1,12 +1,146 @@
-//! Running under systemd: the sd_notify datagrams of `det_agent::notify` read from real
-//! unix sockets.
+//! Running under systemd: the unit in packaging/ checked by systemd's own tools
+//! (`systemd-analyze verify`, the `security` exposure, `systemd-sysusers`), and the
+//! sd_notify datagrams of `det_agent::notify` read from real unix sockets.
+//!
+//! systemd's tools come from Debian's `systemd` package, which `.ci/run` installs; without
+//! them these tests fail and say so, they are never skipped.
 
 use std::os::unix::net::UnixDatagram;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use det_agent::notify::{Message, Notifier, NotifyError, Watchdog, WatchdogOff, STATUS_MAX};
+
+/// `systemd-analyze security --offline=yes` exposure of packaging/det-agent.service with
+/// Debian 12's systemd 252 (0 = everything locked down, 10 = nothing). A change that
+/// weakens the hardening raises it and fails `unit_exposure_does_not_rise`; the README
+/// quotes the same figure.
+const MAX_EXPOSURE: f64 = 1.4;
+
+fn repo(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
+}
+
+fn unit_text() -> String {
+    std::fs::read_to_string(repo("packaging/det-agent.service")).unwrap()
+}
+
+/// The values of `key=` in the unit, in order.
+fn directive(unit: &str, key: &str) -> Vec<String> {
+    let prefix = format!("{key}=");
+    unit.lines().filter_map(|line| line.strip_prefix(&prefix)).map(str::to_owned).collect()
+}
+
+/// One of systemd's tools, or a failure that says how to get it.
+fn systemd_tool(name: &str) -> PathBuf {
+    ["/usr/bin", "/bin", "/usr/sbin", "/sbin"]
+        .iter()
+        .map(|dir| Path::new(dir).join(name))
+        .find(|path| path.is_file())
+        .unwrap_or_else(|| {
+            panic!("{name} is missing: install Debian's systemd (apt-get install systemd), as .ci/run does; these tests check the unit with it")
+        })
+}
+
+/// The unit in a temporary folder, its `ExecStart=` binary replaced by the one cargo
+/// built (systemd-analyze refuses a unit whose binary does not exist).
+fn unit_copy(dir: &tempfile::TempDir) -> PathBuf {
+    let unit = unit_text();
+    let installed = "ExecStart=/usr/local/bin/det-agent run ";
+    assert_eq!(unit.matches(installed).count(), 1, "one ExecStart=, of the installed binary");
+    let built = format!("ExecStart={} run ", env!("CARGO_BIN_EXE_det-agent"));
+    let path = dir.path().join("det-agent.service");
+    std::fs::write(&path, unit.replace(installed, &built)).unwrap();
+    path
+}
+
+fn run(cmd: &mut Command) -> (bool, String) {
+    let out = cmd.output().unwrap_or_else(|err| panic!("cannot run {cmd:?}: {err}"));
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    (out.status.success(), text)
+}
+
+#[test]
+fn unit_passes_systemd_analyze_verify_without_a_warning() {
+    let dir = tempfile::tempdir().unwrap();
+    let unit = unit_copy(&dir);
+    // verify exits 0 on a misspelt key or an unparsable value, and only warns: any output
+    // fails.
+    let (ok, output) = run(Command::new(systemd_tool("systemd-analyze")).arg("verify").arg(&unit));
+    assert!(ok && output.is_empty(), "systemd-analyze verify {}:\n{output}", unit.display());
+}
+
+#[test]
+fn unit_exposure_does_not_rise() {
+    let dir = tempfile::tempdir().unwrap();
+    let unit = unit_copy(&dir);
+    let (ok, output) =
+        run(Command::new(systemd_tool("systemd-analyze")).args(["security", "--offline=yes"]).arg(&unit));
+    assert!(ok, "systemd-analyze security --offline=yes:\n{output}");
+    let line = output
+        .lines()
+        .find(|line| line.contains("Overall exposure level for det-agent.service:"))
+        .unwrap_or_else(|| panic!("no \"Overall exposure level\" line in:\n{output}"));
+    let exposure: f64 = line
+        .split(':')
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|value| value.parse().ok())
+        .unwrap_or_else(|| panic!("no figure in {line:?}"));
+    assert!(exposure <= MAX_EXPOSURE, "exposure rose to {exposure} (at most {MAX_EXPOSURE}):\n{output}");
+
+    let readme = std::fs::read_to_string(repo("README.md")).unwrap();
+    let quoted = format!("Overall exposure level for det-agent.service: {MAX_EXPOSURE:.1} OK");
+    assert!(readme.contains(&quoted), "the README quotes {quoted:?}");
+}
+
+#[test]
+fn unit_stops_after_the_close_handshake_and_never_restarts_on_bad_configuration() {
+    let unit = unit_text();
+    let close = det_agent::link::LinkSettings::default().close_timeout;
+    let stop = directive(&unit, "TimeoutStopSec");
+    let stop = stop.first().and_then(|s| s.strip_suffix('s')).and_then(|s| s.parse::<u64>().ok());
+    let stop = Duration::from_secs(stop.expect("TimeoutStopSec=Ns"));
+    assert!(stop >= close * 2, "TimeoutStopSec={stop:?} leaves no room after the {close:?} close handshake");
+
+    // Exit status 2 is a configuration error: the same file fails the same way.
+    assert_eq!(directive(&unit, "RestartPreventExitStatus"), ["2"]);
+    assert_eq!(directive(&unit, "Restart"), ["on-failure"]);
+    assert_eq!(directive(&unit, "Type"), ["notify"]);
+    assert_eq!(directive(&unit, "NotifyAccess"), ["main"]);
+    assert_eq!(directive(&unit, "ExecReload"), ["/bin/kill -HUP $MAINPID"]);
+    // The trust store ($XDG_CONFIG_HOME/determined/certs.json) lives in the state folder.
+    assert_eq!(directive(&unit, "Environment"), ["XDG_CONFIG_HOME=%S/det-agent"]);
+    assert_eq!(directive(&unit, "StateDirectory"), ["det-agent"]);
+}
+
+#[test]
+fn sysusers_creates_the_user_the_unit_runs_as() {
+    let root = tempfile::tempdir().unwrap();
+    std::fs::create_dir(root.path().join("etc")).unwrap();
+    let file = std::fs::File::open(repo("packaging/det-agent.sysusers")).unwrap();
+    let (ok, output) = run(Command::new(systemd_tool("systemd-sysusers"))
+        .arg(format!("--root={}", root.path().display()))
+        .arg("-")
+        .stdin(file));
+    assert!(ok, "systemd-sysusers:\n{output}");
+
+    let unit = unit_text();
+    let user = &directive(&unit, "User")[0];
+    let passwd = std::fs::read_to_string(root.path().join("etc/passwd")).unwrap();
+    let entry: Vec<&str> = passwd
+        .lines()
+        .map(|line| line.split(':').collect::<Vec<_>>())
+        .find(|fields| fields[0] == user)
+        .unwrap_or_else(|| panic!("no {user} in:\n{passwd}"));
+    assert_eq!(entry[5], format!("/var/lib/{}", directive(&unit, "StateDirectory")[0]), "home = state folder");
+    assert!(entry[6].ends_with("/nologin"), "{entry:?}");
+    assert_ne!(entry[2], "0", "not root");
+    let group = std::fs::read_to_string(root.path().join("etc/group")).unwrap();
+    assert!(group.lines().any(|line| line.starts_with(&format!("{}:", directive(&unit, "Group")[0]))), "{group}");
+}
 
 /// A stand-in for systemd's notification socket.
 struct Listener {
