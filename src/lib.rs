@@ -7,6 +7,7 @@
 //! client configurations; [`check`] dials the master once and reports what happened;
 //! [`link`] and [`daemon`] keep the verified websocket to the master up; [`fluent_bit`]
 //! writes a log shipper configuration that trusts the master the same way;
+//! [`notify`] tells systemd how the daemon is doing (sd_notify);
 //! [`dev_master`] is a test double of the master for the demo, tests and benches.
 
 #![forbid(unsafe_code)]
@@ -24,6 +25,7 @@ mod error;
 pub mod fluent_bit;
 mod fsutil;
 pub mod link;
+pub mod notify;
 pub mod pem;
 pub mod task_env;
 pub mod text;

@@ -12,5 +12,6 @@ mod key_pins;
 mod link;
 mod matrix;
 mod negative;
+mod systemd;
 mod trust;
 mod util;
