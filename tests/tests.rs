@@ -10,6 +10,7 @@ mod interop;
 mod key_pins;
 mod link;
 mod matrix;
+mod metrics;
 mod negative;
 mod trust;
 mod util;
