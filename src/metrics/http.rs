@@ -76,7 +76,7 @@ fn reap(done: Result<(), tokio::task::JoinError>) {
 }
 
 /// One connection: read a request, answer it, close.
-pub(super) async fn connection<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, metrics: &Metrics) {
+async fn connection<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, metrics: &Metrics) {
     let response = match timeout(REQUEST_TIMEOUT, read_request(&mut stream)).await {
         Err(_) => Some(Response::text(
             408,
