@@ -1,15 +1,16 @@
 //! The endpoint's HTTP/1.1: one request per connection, `GET` or `HEAD` of `/metrics`
 //! and `/healthz`.
 //!
-//! Hand-written on purpose. A server crate (hyper, axum) would be the largest dependency
-//! in the build for two fixed answers on a local port, and what it adds (keep-alive,
+//! Hand-written on purpose. A server crate (hyper, axum) would bring a whole HTTP stack
+//! into the daemon for two fixed answers on a local port, and what it adds (keep-alive,
 //! chunked bodies, HTTP/2) a scraper does not need: Prometheus reconnects happily when
 //! told `Connection: close`. What a careful server must do is done here: the request
 //! head is read by the head reader the link and the dev master share, bounded to
 //! [`MAX_HEAD`] bytes and [`MAX_HEADERS`] fields and parsed by `httparse`; a client has
 //! [`REQUEST_TIMEOUT`] to send it and [`RESPONSE_TIMEOUT`] to take the answer; at most
 //! [`MAX_CONNECTIONS`] are served at once (the others wait to be accepted); every refusal
-//! is a proper status (400, 404, 405, 408, 431); and no input can panic it: nothing here
+//! is a proper status (400, 404, 405, 408, 431); and no input can panic it (the
+//! deployment build aborts on panic, so a panic here would stop the daemon): nothing here
 //! indexes or unwraps what a client sent.
 
 use std::time::Duration;
