@@ -5,7 +5,8 @@
 //! flags into a checked [`Config`]; [`pem`] and [`x509`] read certificate files and say
 //! what a certificate contains; [`tls`] holds the master verifier and builds rustls
 //! client configurations; [`check`] dials the master once and reports what happened;
-//! [`link`] and [`daemon`] keep the verified websocket to the master up; [`fluent_bit`]
+//! [`link`] and [`daemon`] keep the verified websocket to the master up, and [`metrics`]
+//! serves what they record to Prometheus; [`fluent_bit`]
 //! writes a log shipper configuration that trusts the master the same way;
 //! [`notify`] tells systemd how the daemon is doing (sd_notify);
 //! [`dev_master`] is a test double of the master for the demo, tests and benches.
@@ -25,6 +26,7 @@ mod error;
 pub mod fluent_bit;
 mod fsutil;
 pub mod link;
+pub mod metrics;
 pub mod notify;
 pub mod pem;
 pub mod task_env;

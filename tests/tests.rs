@@ -11,6 +11,7 @@ mod interop;
 mod key_pins;
 mod link;
 mod matrix;
+mod metrics;
 mod negative;
 mod systemd;
 mod trust;

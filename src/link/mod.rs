@@ -22,10 +22,10 @@ use tokio_tungstenite::tungstenite::{self, Message};
 use tokio_tungstenite::WebSocketStream;
 
 use crate::config::Config;
-use crate::dial::{Connection, Dialer, ProxyEnv, Stream, Timeouts};
+use crate::dial::{Connection, Dialer, Stream, Timeouts};
 use crate::tls::{TlsClient, TlsSetupError};
 
-pub use crate::dial::{Peer, TlsInfo};
+pub use crate::dial::{Peer, ProxyEnv, TlsInfo};
 pub use error::{Ended, LinkError};
 pub use protocol::{AgentStarted, Device, FromMaster, MasterInfo, MasterSetAgentOptions, ToMaster};
 
