@@ -19,6 +19,7 @@ pub mod backoff;
 pub mod check;
 pub mod demo;
 pub mod dev_master;
+pub mod devices;
 mod error;
 pub mod fluent_bit;
 mod fsutil;

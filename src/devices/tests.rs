@@ -1,0 +1,1 @@
+//! Detection end to end.
