@@ -110,7 +110,7 @@ pub enum ToolError {
     #[error("`{command}` failed with {exit}{}", said(stdout, stderr))]
     Failed { command: String, exit: Exit, stdout: String, stderr: String },
     /// The program succeeded but its output is not what the command prints.
-    #[error("`{command}` printed {} that cannot be read: {reason}", match line_number { Some(n) => format!("line {n} \"{}\"", escape(line)), None => "output".to_owned() })]
+    #[error("`{command}` printed {} that cannot be read: {reason}", what(*line_number, line))]
     Unparsable { command: String, line_number: Option<usize>, line: String, reason: String },
 }
 
@@ -128,6 +128,14 @@ impl ToolError {
     /// Whether the tool printed `text` (on either stream) before failing.
     pub(crate) fn printed(&self, text: &str) -> bool {
         matches!(self, ToolError::Failed { stdout, stderr, .. } if stdout.contains(text) || stderr.contains(text))
+    }
+}
+
+/// `line N "…"`, or `output` when the fault is not on one line.
+fn what(line_number: Option<usize>, line: &str) -> String {
+    match line_number {
+        Some(n) => format!("line {n} \"{}\"", escape(line)),
+        None => "output".to_owned(),
     }
 }
 
@@ -192,10 +200,11 @@ impl Runner for SystemRunner {
         let stdout = drain(child.stdout.take());
         let stderr = drain(child.stderr.take());
         let Some(status) = wait_until(&mut child, deadline)? else {
-            // Killing an exited child is harmless; reaping it keeps no zombie. Its pipes
-            // are not waited for: a grandchild may hold them open.
+            // A tool stuck inside the driver (uninterruptible sleep, a classic of hung GPUs)
+            // dies only when the driver lets go, so it is reaped on a thread of its own
+            // instead of waited for here. Its pipes' readers end when it does.
             let _ = child.kill();
-            let _ = child.wait();
+            thread::spawn(move || child.wait());
             return Err(RunError::TimedOut(self.timeout));
         };
         let exit = match (status.code(), std::os::unix::process::ExitStatusExt::signal(&status)) {

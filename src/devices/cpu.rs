@@ -150,8 +150,14 @@ mod tests {
         assert_eq!(
             texts,
             [
-                format!("{path} has no \"model name\" line, so the CPU slot's brand is \" x 4 cores\", as Determined's agent reports it"),
-                format!("{path} has no \"vendor_id\" line, so the CPU slot's uuid is empty, as Determined's agent reports it"),
+                format!(
+                    "{path} has no \"model name\" line, so the CPU slot's brand is \" x 4 cores\", as Determined's \
+                     agent reports it"
+                ),
+                format!(
+                    "{path} has no \"vendor_id\" line, so the CPU slot's uuid is empty, as Determined's agent \
+                     reports it"
+                ),
             ]
         );
     }

@@ -10,10 +10,10 @@
 //!
 //! What is chosen, as Determined's `Detect` (`detect.go`) does:
 //! - `artificial_slots` > 0: that many artificial CPU slots, whatever `slot_type` says
-//!   ([`artificial`](self) module docs for their UUIDs).
-//! - `none`: no device. `cpu`: the CPU device (`cpu` module docs).
-//! - `cuda` (or `gpu`): NVIDIA GPUs or MIG instances (`nvidia` module docs).
-//! - `rocm`: AMD GPUs (`rocm` module docs).
+//!   (their UUIDs differ from the Go agent's: see `artificial.rs`).
+//! - `none`: no device. `cpu`: the CPU device (rules in `cpu.rs`).
+//! - `cuda` (or `gpu`): NVIDIA GPUs or MIG instances (rules in `nvidia.rs`).
+//! - `rocm`: AMD GPUs (rules in `rocm.rs`).
 //! - `auto`: NVIDIA GPUs; if none, AMD GPUs; if none, the CPU device.
 //!
 //! When something fails, Determined's agent mostly logs a warning and carries on, which can
@@ -22,21 +22,24 @@
 //! | slot_type | tool not installed | tool fails, hangs or cannot start | output unreadable | no usable GPU |
 //! |---|---|---|---|---|
 //! | `cuda`, `rocm` | error | error | error | error |
-//! | `auto`, NVIDIA | info, next vendor | warning, next vendor | error | info, next vendor |
-//! | `auto`, AMD | info, CPU | warning, CPU | warning, CPU | info, CPU |
+//! | `auto`, NVIDIA | info, next vendor | warning, next vendor | error | info¹, next vendor |
+//! | `auto`, AMD | info, CPU | warning, CPU | warning, CPU | info¹, CPU |
+//!
+//! ¹ A warning when `CUDA_VISIBLE_DEVICES` / `ROCR_VISIBLE_DEVICES` hid every GPU listed.
 //!
 //! With `cuda` or `rocm` Go reports zero devices in the first, second and fourth columns
 //! (and for `rocm` in the third); an agent asked for GPUs that has none is a
 //! misconfiguration, so it is an error that names the command and what it printed. With
 //! `auto` the rows are Go's own behaviour (it also stops on unreadable `nvidia-smi` output
 //! and not on unreadable `rocm-smi` output), except that a hung tool is stopped after the
-//! timeout instead of blocking start-up for ever; a warning is also given when
-//! `CUDA_VISIBLE_DEVICES`/`ROCR_VISIBLE_DEVICES` hides every GPU. An unreadable CPU
-//! description is an error for every slot type, as in Go.
+//! timeout instead of blocking start-up for ever. A CPU description that cannot be read is
+//! an error wherever the CPU is used (`cpu`, `auto` without GPUs), as in Go.
 //!
 //! The driver-version queries, which Determined's agent runs first for every slot type
-//! and whose odd output can stop it, run here only when that vendor's GPUs are looked for,
-//! and only ever produce notices.
+//! (artificial slots and `none` included) and whose odd output can stop it, run here only
+//! when that vendor's GPUs are looked for. Their answer is only logged; a failing
+//! `nvidia-smi` version query ends NVIDIA detection with that failure, since the next
+//! queries would fail alike.
 
 mod artificial;
 mod command;
@@ -130,7 +133,7 @@ pub fn detect(
 ///
 /// As [`detect`].
 pub fn detect_this_node(options: &DetectOptions) -> Result<Detection, DetectError> {
-    let env = |name: &str| std::env::var(name).ok();
+    let env = |name: &str| std::env::var_os(name).map(|value| value.to_string_lossy().into_owned());
     detect(options, &env, &SystemRunner::new(options.tool_timeout))
 }
 

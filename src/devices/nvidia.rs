@@ -2,7 +2,8 @@
 //! (`agent/internal/detect/nvidia.go`):
 //!
 //! 1. `nvidia-smi --query-gpu=driver_version --format=csv,noheader`: the driver version,
-//!    logged only.
+//!    logged only. If this fails, detection ends with that failure (Determined's agent
+//!    logs it and runs the next queries, which fail alike).
 //! 2. `nvidia-smi --query-gpu=mig.mode.current --format=csv,noheader`: when the output
 //!    starts with `Enabled` (so the first GPU's mode decides), `nvidia-smi -L`; every line
 //!    matching Determined's expression `(MIG \S+).+\(UUID.+(MIG.+)\)` is a device: brand
@@ -156,6 +157,9 @@ pub(crate) fn detect(
                 then: "the driver version is not logged",
             }),
         },
+        // Determined's agent logs this failure and runs the next two queries, which fail
+        // the same way; one failure is reported here instead of three.
+        Err(Some(error @ ToolError::Failed { .. })) => return Outcome::Failed(error),
         Err(failure) => {
             if let Some(outcome) = settle(failure, "the driver version is not logged", notices) {
                 return outcome;
@@ -262,7 +266,10 @@ mod tests {
     fn reads_every_gpu_trimmed_in_output_order() {
         let list = parse_gpus(QUERY, None).unwrap();
         assert_eq!(list, GpuList { devices: (0..4).map(gpu).collect(), listed: 4 });
-        let reordered = "3, NVIDIA A100-SXM4-40GB ,  GPU-5e6f7a8b-9c0d-1e2f-3a4b-5c6d7e8f9a0b \n0,NVIDIA A100-SXM4-40GB,GPU-8d3c5b1e-2f4a-6b7c-9d0e-1f2a3b4c5d6e";
+        let reordered = concat!(
+            "3, NVIDIA A100-SXM4-40GB ,  GPU-5e6f7a8b-9c0d-1e2f-3a4b-5c6d7e8f9a0b \n",
+            "0,NVIDIA A100-SXM4-40GB,GPU-8d3c5b1e-2f4a-6b7c-9d0e-1f2a3b4c5d6e",
+        );
         assert_eq!(parse_gpus(reordered, None).unwrap().devices, [gpu(3), gpu(0)]);
     }
 

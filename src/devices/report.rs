@@ -61,7 +61,8 @@ impl fmt::Display for NoGpus {
             NoGpus::FilteredOut { tool, variable, value, listed, matched_by } => {
                 write!(
                     f,
-                    "{variable}=\"{}\" matches none of the {listed} GPU(s) {tool} lists (by {matched_by}), so none is used",
+                    "{variable}=\"{}\" matches none of the {listed} GPU(s) {tool} lists (by {matched_by}), so none is \
+                     used",
                     escape(value)
                 )?;
                 if value.is_empty() {
@@ -156,8 +157,8 @@ impl fmt::Display for Notice {
             Notice::ToolFailed { error, then } => write!(f, "{error}; {then}"),
             Notice::MixedMigModes { modes } => write!(
                 f,
-                "nvidia-smi reports MIG modes \"{}\" for the GPUs; as in Determined's agent, the first GPU's mode alone \
-                 decides between MIG instances and whole GPUs",
+                "nvidia-smi reports MIG modes \"{}\" for the GPUs; as in Determined's agent, the first GPU's mode \
+                 alone decides between MIG instances and whole GPUs",
                 escape(&modes.join(", "))
             ),
             Notice::MigWithoutInstances => f.write_str(
@@ -177,7 +178,8 @@ impl fmt::Display for Notice {
             ),
             Notice::CpuInfoIncomplete { path, field, effect } => {
                 let path = path.display().to_string();
-                write!(f, "{} has no \"{field}\" line, so {}, as Determined's agent reports it", escape(&path), escape(effect))
+                let (path, effect) = (escape(&path), escape(effect));
+                write!(f, "{path} has no \"{field}\" line, so {effect}, as Determined's agent reports it")
             }
         }
     }
