@@ -22,6 +22,7 @@ pub mod check;
 pub mod demo;
 pub mod dev_master;
 pub mod dial;
+pub mod devices;
 mod error;
 pub mod fluent_bit;
 mod fsutil;
