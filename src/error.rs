@@ -95,6 +95,12 @@ pub enum ConfigError {
     /// A value does not have the form the option needs.
     #[error("{option} ({origin}): {value:?} is not valid: {expected}")]
     Invalid { option: &'static str, origin: Origin, value: String, expected: String },
+    /// An option is set, but to nothing: an empty flag, a blank environment variable, a
+    /// YAML null or blank string in the file, a key pin list without a pin. Never read as
+    /// "not set": for a security option that could silently weaken how the master is
+    /// trusted (a templated `master_cert: ${CERT}` with CERT unset would mean CA mode).
+    #[error("{option} ({origin}) {found}; an option that is set must have a value, and det-agent never reads a blank one as \"not set\". Set it to {expected}, or {}", unset_hint(option, origin))]
+    Blank { option: &'static str, origin: Origin, found: String, expected: &'static str },
     /// A required option is missing.
     #[error("{option} is not set; set it in agent.yaml, with {flag} or with ${env}")]
     Missing { option: &'static str, flag: &'static str, env: &'static str },
@@ -122,6 +128,19 @@ pub enum ConfigError {
     /// The client key does not belong to the client certificate.
     #[error("security.tls.client_key {} does not match the public key of security.tls.client_cert {} ({detail}); use the key that was generated with this certificate", key.display(), cert.display())]
     ClientKeyMismatch { cert: PathBuf, key: PathBuf, detail: String },
+}
+
+/// How to leave `option` unset, for the source that set it.
+fn unset_hint(option: &str, origin: &Origin) -> String {
+    match origin {
+        Origin::File(path) => {
+            let key = option.rsplit('.').next().unwrap_or(option);
+            format!("delete the {key} key from {} to leave it unset", path.display())
+        }
+        Origin::Env(name) => format!("unset ${name} to leave it unset (an empty variable counts as unset)"),
+        Origin::Flag(flag) => format!("drop {flag} to leave it unset"),
+        Origin::Default | Origin::Api => "leave it unset".to_owned(),
+    }
 }
 
 fn list(items: &[String]) -> String {
