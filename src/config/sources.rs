@@ -1061,6 +1061,27 @@ mod tests {
     }
 
     #[test]
+    fn check_and_run_refuse_a_trust_store_others_can_write() {
+        use std::os::unix::fs::PermissionsExt;
+        let home = tempfile::tempdir().unwrap();
+        let store = crate::trust::Store::at(home.path().join("determined/certs.json"));
+        let url = crate::trust::MasterUrl::parse("https://m.example.com:8443").unwrap();
+        store.put(&url, &crate::dev_master::fixtures::certs("master.pem")).unwrap();
+        let yaml = "master_host: m.example.com\nsecurity:\n  tls:\n    enabled: true\n";
+        let env = [("XDG_CONFIG_HOME", home.path().to_str().unwrap())];
+        assert_eq!(resolve(yaml, ConfigArgs::default(), &env).unwrap().mode_name(), "pinned");
+        std::fs::set_permissions(store.path(), std::fs::Permissions::from_mode(0o666)).unwrap();
+        let msg = resolve(yaml, ConfigArgs::default(), &env).unwrap_err().to_string();
+        let p = store.path().display();
+        assert!(
+            msg.starts_with(&format!(
+                "trust store {p} is writable by its group and by every user (mode 0666, owner uid "
+            )) && msg.contains(&format!("run `chmod go-w {p}`")),
+            "{msg}"
+        );
+    }
+
+    #[test]
     fn defaults_follow_the_master() {
         let plain = resolve("master_host: m.example.com\n", ConfigArgs::default(), &[]).unwrap();
         assert_eq!(plain.master_port, 8080);
