@@ -61,6 +61,9 @@ pub enum PemError {
     /// The key is encrypted with a passphrase, which a daemon cannot type in.
     #[error("{}: the private key is encrypted; decrypt it once with `openssl pkey -in {} -out KEY.pem` and point the option at the result", path.display(), path.display())]
     EncryptedKey { path: PathBuf },
+    /// The file is larger than any certificate chain or key, and is not read further.
+    #[error("{}: the file is over {} ({limit} bytes), far more than a certificate chain or a private key (a few KiB); check that the option names the right file", path.display(), crate::pem::MAX_FILE_SIZE_TEXT)]
+    TooLarge { path: PathBuf, limit: u64 },
     /// PEM framing or base64 is broken.
     #[error("{}: malformed PEM: {detail}", path.display())]
     Malformed { path: PathBuf, detail: String },
@@ -88,6 +91,14 @@ pub enum ConfigError {
     /// The configuration file could not be read.
     #[error("cannot read configuration file {}: {source}", path.display())]
     Read { path: PathBuf, source: std::io::Error },
+    /// The configuration file is larger than det-agent reads.
+    #[error("{}: the file is over {} ({limit} bytes), the most det-agent reads of a configuration file (a complete agent.yaml is a few KiB); check that --config names the right file", path.display(), crate::config::MAX_CONFIG_SIZE_TEXT)]
+    TooLarge { path: PathBuf, limit: u64 },
+    /// The configuration file holds more `[` and `{` than det-agent parses: each may open
+    /// a nested YAML flow collection, and the YAML scanner slows down with every level
+    /// open at once (a file nested 100,000 deep took over 20 s).
+    #[error("{}: line {line}, column {column} holds the {}th '[' or '{{' of the file, over the limit of {limit}: each can open a nested YAML flow collection, and parsing slows down with every level nested. agent.yaml needs a few at most (master_key_pins: [a, b]); remove the extra brackets, or write lists as \"- item\" lines", path.display(), limit + 1)]
+    TooNested { path: PathBuf, line: usize, column: usize, limit: usize },
     /// The YAML does not match the schema (an unknown key, a wrong type). The parser's
     /// message names the key and its line.
     #[error("{}: {message}", path.display())]

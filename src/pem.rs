@@ -9,6 +9,11 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::error::PemError;
 
+/// The largest certificate or key file read: 1 MiB, hundreds of times a real chain or key,
+/// and more than the system CA bundle (about 220 KiB) someone may point `master_cert` at.
+pub const MAX_FILE_SIZE: u64 = 1 << 20;
+pub(crate) const MAX_FILE_SIZE_TEXT: &str = "1 MiB";
+
 /// Reads every certificate in a PEM file, in file order.
 ///
 /// # Errors
@@ -89,16 +94,24 @@ pub fn parse_private_key(bytes: &[u8], path: &Path) -> Result<PrivateKeyDer<'sta
     Err(PemError::NoKey { path: path.to_owned(), holds_certificate })
 }
 
+/// At most [`MAX_FILE_SIZE`] bytes of the file; a larger one is refused unread.
 fn read(path: &Path) -> Result<Vec<u8>, PemError> {
-    fs::read(path).map_err(|source| match source.kind() {
+    let unreadable = |source: std::io::Error| match source.kind() {
         ErrorKind::NotFound => PemError::NotFound { path: path.to_owned() },
         _ => PemError::Unreadable { path: path.to_owned(), source },
-    })
+    };
+    let file = fs::File::open(path).map_err(unreadable)?;
+    crate::fsutil::read_limited(file, MAX_FILE_SIZE)
+        .map_err(unreadable)?
+        .ok_or_else(|| PemError::TooLarge { path: path.to_owned(), limit: MAX_FILE_SIZE })
 }
 
 /// Every PEM section of a kind rustls-pki-types knows, in order; an empty (or blank)
-/// input is an error of its own.
+/// input is an error of its own, and so is one over [`MAX_FILE_SIZE`].
 fn sections(bytes: &[u8], path: &Path) -> Result<Vec<(SectionKind, Vec<u8>)>, PemError> {
+    if bytes.len() as u64 > MAX_FILE_SIZE {
+        return Err(PemError::TooLarge { path: path.to_owned(), limit: MAX_FILE_SIZE });
+    }
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(PemError::Empty { path: path.to_owned() });
     }
@@ -190,6 +203,22 @@ mod tests {
         let err = load_certs(&dir).unwrap_err();
         assert!(matches!(err, PemError::Unreadable { .. }), "{err}");
         assert!(err.to_string().starts_with(&format!("{}: cannot read: ", dir.display())), "{err}");
+    }
+
+    #[test]
+    fn a_file_over_1_mib_is_refused_unparsed() {
+        // /dev/zero never ends: refused after 1 MiB + 1 bytes, not read for ever.
+        let zero = Path::new("/dev/zero");
+        assert_eq!(
+            load_certs(zero).unwrap_err().to_string(),
+            "/dev/zero: the file is over 1 MiB (1048576 bytes), far more than a certificate chain or a private key (a few KiB); check that the option names the right file"
+        );
+        assert!(matches!(load_private_key(zero), Err(PemError::TooLarge { limit: 1048576, .. })));
+        let mut big = LEAF.repeat((MAX_FILE_SIZE as usize / LEAF.len()) + 1);
+        assert!(matches!(parse_certs(&big, p()), Err(PemError::TooLarge { .. })));
+        assert!(matches!(parse_private_key(&big, p()), Err(PemError::TooLarge { .. })));
+        big.truncate(MAX_FILE_SIZE as usize);
+        assert!(!matches!(parse_certs(&big, p()), Err(PemError::TooLarge { .. })), "1 MiB exactly is read");
     }
 
     #[test]

@@ -22,13 +22,29 @@ use crate::x509::KeyPin;
 /// Read when `--config` is not given and the file exists.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/determined/agent.yaml";
 
+/// The largest configuration file read: 1 MiB, two hundred times a complete agent.yaml
+/// (agent.yaml.example is under 5 KiB), small enough that even a hostile file is
+/// parsed in a fraction of a second (with at most [`MAX_FLOW_BRACKETS`] brackets).
+pub const MAX_CONFIG_SIZE: u64 = 1 << 20;
+pub(crate) const MAX_CONFIG_SIZE_TEXT: &str = "1 MiB";
+
+/// The most `[` and `{` a configuration file may hold. Each can open a YAML flow
+/// collection, and libyaml's scanner (under serde_norway) walks one entry per open level
+/// for every token: a file nested 100,000 deep took over 20 s, before serde_norway's own
+/// depth limit (128), which applies only once the whole file is scanned. Which brackets
+/// open a level depends on quoting rules only a full YAML scanner knows, so every one is
+/// counted, in comments and strings too: a bound the nesting can never exceed. 64 leaves
+/// room for any real file (the schema nests 4 deep, and needs a bracket pair only for an
+/// inline list) and keeps a 1 MiB file nested 64 deep under 0.2 s.
+pub const MAX_FLOW_BRACKETS: usize = 64;
+
 /// Longest reconnect backoff accepted, so a typo cannot park an agent for a year.
 const MAX_BACKOFF_SECS: f64 = 3600.0;
 
 /// `agent.yaml`, as written. Unknown keys are rejected by the parser, which names them
 /// with their line.
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "agent.yaml's settings, as `key: value` lines")]
 struct FileConfig {
     master_host: Option<String>,
     master_port: Option<u16>,
@@ -45,7 +61,7 @@ struct FileConfig {
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "the fluent settings (config_dir, format, listen, port, flush)")]
 struct FileFluent {
     config_dir: Option<PathBuf>,
     format: Option<String>,
@@ -62,7 +78,7 @@ struct FileFluent {
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "the security settings (tls:)")]
 struct FileSecurity {
     tls: Option<FileTls>,
 }
@@ -70,7 +86,7 @@ struct FileSecurity {
 /// The trust settings. Each key is a [`Field`], so a key written without a value is told
 /// apart from an absent one.
 #[derive(Debug, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[serde(default, deny_unknown_fields, expecting = "the security.tls settings (enabled, master_cert, …)")]
 struct FileTls {
     enabled: Field<bool>,
     skip_verify: Field<bool>,
@@ -309,22 +325,54 @@ impl ConfigArgs {
             None => Some(PathBuf::from(DEFAULT_CONFIG_PATH)).filter(|p| p.exists()),
         };
         let file = match &path {
-            Some(path) => {
-                let text =
-                    std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.clone(), source })?;
-                parse_file(&text, path)?
-            }
+            Some(path) => parse_file(&read_file(path)?, path)?,
             None => FileConfig::default(),
         };
         Resolver { args: self, env, file_path: path.as_deref() }.resolve(file)
     }
 }
 
+/// The configuration file's text: at most [`MAX_CONFIG_SIZE`] bytes of UTF-8.
+fn read_file(path: &Path) -> Result<String, ConfigError> {
+    let read_error = |source| ConfigError::Read { path: path.to_owned(), source };
+    let file = std::fs::File::open(path).map_err(read_error)?;
+    let bytes = crate::fsutil::read_limited(file, MAX_CONFIG_SIZE)
+        .map_err(read_error)?
+        .ok_or_else(|| ConfigError::TooLarge { path: path.to_owned(), limit: MAX_CONFIG_SIZE })?;
+    String::from_utf8(bytes).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        ConfigError::Parse {
+            path: path.to_owned(),
+            message: format!(
+                "not UTF-8 text (byte {at} starts an invalid sequence); agent.yaml must be UTF-8 YAML, so check that this is the right file, or convert it with iconv"
+            ),
+        }
+    })
+}
+
 fn parse_file(text: &str, path: &Path) -> Result<FileConfig, ConfigError> {
+    if text.len() as u64 > MAX_CONFIG_SIZE {
+        return Err(ConfigError::TooLarge { path: path.to_owned(), limit: MAX_CONFIG_SIZE });
+    }
+    check_flow_brackets(text, path)?;
     // An empty file, or one holding only comments, is an empty configuration.
     let parsed: Option<FileConfig> = serde_norway::from_str(text)
         .map_err(|e| ConfigError::Parse { path: path.to_owned(), message: e.to_string() })?;
     Ok(parsed.unwrap_or_default())
+}
+
+/// Refuses a file with more than [`MAX_FLOW_BRACKETS`] `[` and `{`, naming where the
+/// first one over the limit is.
+fn check_flow_brackets(text: &str, path: &Path) -> Result<(), ConfigError> {
+    let Some((offset, _)) = text.match_indices(['[', '{']).nth(MAX_FLOW_BRACKETS) else { return Ok(()) };
+    let before = &text[..offset];
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    Err(ConfigError::TooNested {
+        path: path.to_owned(),
+        line: before.matches('\n').count() + 1,
+        column: before[line_start..].chars().count() + 1,
+        limit: MAX_FLOW_BRACKETS,
+    })
 }
 
 struct Resolver<'a> {
@@ -1280,6 +1328,84 @@ mod tests {
         assert!(resolve("master_host: m\nagent_reconnect_backoff: -1\n", ConfigArgs::default(), &[]).is_err());
         let cfg = resolve("master_host: m\nagent_reconnect_backoff: 2.5\n", ConfigArgs::default(), &[]).unwrap();
         assert_eq!(cfg.agent_reconnect_backoff, Duration::from_millis(2500));
+    }
+
+    #[test]
+    fn a_deeply_nested_file_is_refused_before_it_is_parsed() {
+        let path = Path::new("/etc/determined/agent.yaml");
+        let levels = 100_000;
+        let yaml = format!("master_host: {}{}\n", "[".repeat(levels), "]".repeat(levels));
+        let err = parse_file(&yaml, path).unwrap_err();
+        assert!(matches!(err, ConfigError::TooNested { line: 1, column: 78, limit: 64, .. }), "{err}");
+        assert_eq!(
+            err.to_string(),
+            "/etc/determined/agent.yaml: line 1, column 78 holds the 65th '[' or '{' of the file, over the limit of 64: \
+             each can open a nested YAML flow collection, and parsing slows down with every level nested. agent.yaml \
+             needs a few at most (master_key_pins: [a, b]); remove the extra brackets, or write lists as \"- item\" lines"
+        );
+        // Flow mappings count too, and so does a bracket in a comment or a string: the
+        // bound must hold whatever the quoting.
+        let mappings = format!("master_host: m\n# {}\nagent_id: \"{}\"\n", "{".repeat(40), "[".repeat(25));
+        assert!(matches!(
+            parse_file(&mappings, path),
+            Err(ConfigError::TooNested { line: 3, column: 36, limit: 64, .. })
+        ));
+        // 64 is accepted, and then nested collections meet serde_norway's own checks.
+        let yaml = format!("master_host: m\nagent_id: \"{}\"\n", "[".repeat(64));
+        assert!(parse_file(&yaml, path).is_ok());
+        let yaml = format!("master_host: {}{}\n", "[".repeat(64), "]".repeat(64));
+        let msg = parse_file(&yaml, path).unwrap_err().to_string();
+        assert_eq!(
+            msg,
+            "/etc/determined/agent.yaml: master_host: invalid type: sequence, expected a string at line 1 column 14"
+        );
+    }
+
+    #[test]
+    fn a_file_over_1_mib_is_refused_unparsed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.yaml");
+        let padding = "#".repeat(1 << 20);
+        std::fs::write(&path, format!("master_host: m\n{padding}")).unwrap();
+        let args = ConfigArgs { config: Some(path.clone()), ..ConfigArgs::default() };
+        let err = args.load(&|_| None).unwrap_err();
+        assert!(matches!(err, ConfigError::TooLarge { limit: 1048576, .. }), "{err}");
+        assert_eq!(
+            err.to_string(),
+            format!("{}: the file is over 1 MiB (1048576 bytes), the most det-agent reads of a configuration file (a complete agent.yaml is a few KiB); check that --config names the right file", path.display())
+        );
+        // Exactly 1 MiB is read.
+        std::fs::write(&path, format!("master_host: m\n{}", &padding[15..])).unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 1 << 20);
+        assert!(args.load(&|_| None).is_ok());
+        // An endless file is not read for ever.
+        let args = ConfigArgs { config: Some(PathBuf::from("/dev/zero")), ..ConfigArgs::default() };
+        assert!(matches!(args.load(&|_| None), Err(ConfigError::TooLarge { .. })));
+    }
+
+    #[test]
+    fn a_file_that_is_not_utf8_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.yaml");
+        std::fs::write(&path, b"master_host: m\xff\n").unwrap();
+        let args = ConfigArgs { config: Some(path.clone()), ..ConfigArgs::default() };
+        assert_eq!(
+            args.load(&|_| None).unwrap_err().to_string(),
+            format!("{}: not UTF-8 text (byte 14 starts an invalid sequence); agent.yaml must be UTF-8 YAML, so check that this is the right file, or convert it with iconv", path.display())
+        );
+    }
+
+    #[test]
+    fn a_wrong_shape_is_named_in_words_not_rust_types() {
+        for (yaml, needle) in [
+            ("- a\n", "invalid type: sequence, expected agent.yaml's settings, as `key: value` lines"),
+            ("security: 5\n", "invalid type: integer `5`, expected the security settings (tls:)"),
+            ("security:\n  tls: [1]\n", "expected the security.tls settings (enabled, master_cert, …)"),
+            ("fluent: x\n", "expected the fluent settings (config_dir, format, listen, port, flush)"),
+        ] {
+            let msg = parse_file(yaml, Path::new("a.yaml")).unwrap_err().to_string();
+            assert!(msg.contains(needle) && !msg.contains("struct"), "{msg}");
+        }
     }
 
     #[test]

@@ -14,7 +14,6 @@
 
 use std::collections::BTreeMap;
 use std::fs::{self, DirBuilder, OpenOptions};
-use std::io::Read;
 use std::io::{self, ErrorKind};
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
@@ -51,10 +50,18 @@ pub enum StoreError {
     /// one (and root): writable by its group or by everyone, or owned by someone else.
     #[error("{} {} {} (mode {mode:04o}, owner uid {owner}); another user could change which masters det-agent trusts, so det-agent neither reads nor writes the store until this is fixed: {}, then check the stored masters with `det-agent trust --list`", what, path.display(), unsafe_problem(*.mode, *.owner, *.me), unsafe_fix(path, *.mode, *.owner, *.me))]
     Unsafe { path: PathBuf, what: &'static str, mode: u32, owner: u32, me: u32 },
+    /// The file is larger than det-agent reads.
+    #[error("trust store {} is over 16 MiB ({limit} bytes), more than thousands of stored chains would take; det-agent neither trusts nor rewrites it: check what wrote it, then repair it, or move it aside and trust the masters again", path.display())]
+    TooLarge { path: PathBuf, limit: u64 },
     /// An entry's PEM holds no usable certificate.
     #[error("trust store {}, entry {url:?}: {detail}; forget it with `det-agent trust --forget {url}` and trust the master again", path.display())]
     BadEntry { path: PathBuf, url: String, detail: String },
 }
+
+/// The largest store read: 16 MiB. The `det` CLI sets no limit and a chain takes a few
+/// KiB, so this holds thousands of masters, and parses in milliseconds; a larger file is
+/// a mistake (or `/dev/zero`) that would otherwise take the agent's memory.
+pub const MAX_STORE_SIZE: u64 = 16 << 20;
 
 /// The parts of the store, as [`StoreError::Unsafe`] names them.
 const FILE: &str = "trust store";
@@ -159,16 +166,17 @@ impl Store {
     pub fn load(&self) -> Result<Entries, StoreError> {
         self.check_dir()?;
         let io = |source| StoreError::Io { path: self.path.clone(), source };
-        let mut file = match fs::File::open(&self.path) {
+        let file = match fs::File::open(&self.path) {
             Ok(file) => file,
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Entries::new()),
             Err(source) => return Err(io(source)),
         };
         // The opened file itself, so what is checked is what is read.
         check_part(&self.path, FILE, &file.metadata().map_err(io)?)?;
-        let mut text = String::new();
-        file.read_to_string(&mut text).map_err(io)?;
-        serde_json::from_str::<Entries>(&text)
+        let bytes = fsutil::read_limited(file, MAX_STORE_SIZE)
+            .map_err(io)?
+            .ok_or_else(|| StoreError::TooLarge { path: self.path.clone(), limit: MAX_STORE_SIZE })?;
+        serde_json::from_slice::<Entries>(&bytes)
             .map_err(|e| StoreError::Corrupt { path: self.path.clone(), detail: e.to_string() })
     }
 
@@ -430,6 +438,23 @@ mod tests {
     fn fix_commands_quote_paths_for_the_shell() {
         assert_eq!(shell_word(Path::new("/home/a.b/.config/determined")), "/home/a.b/.config/determined");
         assert_eq!(shell_word(Path::new("/home/o'neil/my certs.json")), "'/home/o'\\''neil/my certs.json'");
+    }
+
+    #[test]
+    fn a_store_over_16_mib_is_refused_unparsed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::at(dir.path().join("certs.json"));
+        let entry = format!("\"https://a:443\": \"{}\"", "A".repeat(1 << 20));
+        let big = format!("{{{}}}", vec![entry; 16].join(","));
+        assert!(big.len() as u64 > MAX_STORE_SIZE);
+        fs::write(store.path(), &big).unwrap();
+        let err = store.load().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("trust store {} is over 16 MiB (16777216 bytes), more than thousands of stored chains would take; det-agent neither trusts nor rewrites it: check what wrote it, then repair it, or move it aside and trust the masters again", store.path().display())
+        );
+        assert!(matches!(store.put(&url(), &fixtures::certs("master.pem")), Err(StoreError::TooLarge { .. })));
+        assert_eq!(fs::read_to_string(store.path()).unwrap(), big, "left alone");
     }
 
     #[test]
