@@ -65,10 +65,10 @@ pub enum PemError {
     #[error("{}: the file is over {} ({limit} bytes), far more than a certificate chain or a private key (a few KiB); check that the option names the right file", path.display(), crate::pem::MAX_FILE_SIZE_TEXT)]
     TooLarge { path: PathBuf, limit: u64 },
     /// PEM framing or base64 is broken.
-    #[error("{}: malformed PEM: {detail}", path.display())]
+    #[error("{}: malformed PEM: {detail}; copy the PEM text again, from its -----BEGIN line to its -----END line", path.display())]
     Malformed { path: PathBuf, detail: String },
     /// A section decoded, but it is not an X.509 certificate.
-    #[error("{}: certificate #{index} is not a valid X.509 certificate: {detail}", path.display())]
+    #[error("{}: certificate #{index} is not a valid X.509 certificate: {detail}; copy the certificate again", path.display())]
     BadCertificate { path: PathBuf, index: usize, detail: String },
 }
 

@@ -43,7 +43,11 @@ pub fn parse_certs(bytes: &[u8], path: &Path) -> Result<Vec<CertificateDer<'stat
     }
     for (index, cert) in certs.iter().enumerate() {
         if let Err(err) = x509_parser::parse_x509_certificate(cert) {
-            return Err(PemError::BadCertificate { path: path.to_owned(), index: index + 1, detail: err.to_string() });
+            return Err(PemError::BadCertificate {
+                path: path.to_owned(),
+                index: index + 1,
+                detail: x509_problem(&err),
+            });
         }
     }
     Ok(certs)
@@ -117,7 +121,39 @@ fn sections(bytes: &[u8], path: &Path) -> Result<Vec<(SectionKind, Vec<u8>)>, Pe
     }
     <(SectionKind, Vec<u8>)>::pem_slice_iter(bytes)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|err| PemError::Malformed { path: path.to_owned(), detail: err.to_string() })
+        .map_err(|err| PemError::Malformed { path: path.to_owned(), detail: pem_problem(&err) })
+}
+
+/// x509-parser's error in words: its Display (nom's) is Debug output, such as
+/// `Parsing Error: Der(DerConstraintFailed(IndefiniteLength))`.
+fn x509_problem(err: &x509_parser::nom::Err<x509_parser::error::X509Error>) -> String {
+    use x509_parser::error::X509Error;
+    match err {
+        x509_parser::nom::Err::Incomplete(_) => "it is cut short".to_owned(),
+        x509_parser::nom::Err::Error(e) | x509_parser::nom::Err::Failure(e) => match e {
+            X509Error::Der(_) | X509Error::NomError(_) => "its DER encoding is damaged".to_owned(),
+            other => other.to_string(),
+        },
+    }
+}
+
+/// rustls-pki-types's error in words: its own Display shows byte arrays and the base64
+/// decoder's Debug output (`InvalidCharacter(45)`).
+fn pem_problem(err: &rustls_pki_types::pem::Error) -> String {
+    use rustls_pki_types::pem::Error;
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+    match err {
+        Error::MissingSectionEnd { end_marker } => {
+            format!("a section has no end line (expected \"-----END {}-----\")", text(end_marker))
+        }
+        Error::IllegalSectionStart { line } => {
+            format!("{:?} starts like a BEGIN line but is not one (expected \"-----BEGIN LABEL-----\")", text(line))
+        }
+        Error::Base64Decode(_) => "the text between a BEGIN and an END line is not valid base64".to_owned(),
+        Error::Io(e) => format!("cannot read: {e}"),
+        Error::SectionTooLarge => "a section is too large".to_owned(),
+        _ => "the PEM text is not well formed".to_owned(),
+    }
 }
 
 fn is_key(kind: SectionKind) -> bool {
@@ -171,12 +207,39 @@ mod tests {
         let text = b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
         let err = parse_certs(text, p()).unwrap_err();
         assert!(matches!(err, PemError::BadCertificate { index: 1, .. }), "{err}");
+        assert_eq!(
+            err.to_string(),
+            "master.pem: certificate #1 is not a valid X.509 certificate: its DER encoding is damaged; copy the certificate again"
+        );
     }
 
     #[test]
     fn broken_pem_is_malformed() {
         let text = b"-----BEGIN CERTIFICATE-----\nAAAA\n";
         assert!(matches!(parse_certs(text, p()), Err(PemError::Malformed { .. })));
+    }
+
+    #[test]
+    fn broken_pem_is_explained_in_words() {
+        for (text, detail) in [
+            (
+                &b"-----BEGIN CERTIFICATE-----\nAAAA\n"[..],
+                "a section has no end line (expected \"-----END CERTIFICATE-----\")",
+            ),
+            (
+                b"-----BEGIN CERTIFICATE-----\n-\n-----END CERTIFICATE-----\n",
+                "the text between a BEGIN and an END line is not valid base64",
+            ),
+            (
+                b"-----BEGIN \n",
+                "\"-----BEGIN \" starts like a BEGIN line but is not one (expected \"-----BEGIN LABEL-----\")",
+            ),
+        ] {
+            assert_eq!(
+                parse_certs(text, p()).unwrap_err().to_string(),
+                format!("master.pem: malformed PEM: {detail}; copy the PEM text again, from its -----BEGIN line to its -----END line")
+            );
+        }
     }
 
     #[test]
