@@ -4,6 +4,7 @@
 
 mod cli;
 mod fluent_bit;
+mod hostile_input;
 mod interop;
 mod key_pins;
 mod link;
