@@ -61,11 +61,14 @@ pub enum PemError {
     /// The key is encrypted with a passphrase, which a daemon cannot type in.
     #[error("{}: the private key is encrypted; decrypt it once with `openssl pkey -in {} -out KEY.pem` and point the option at the result", path.display(), path.display())]
     EncryptedKey { path: PathBuf },
+    /// The file is larger than any certificate chain or key, and is not read further.
+    #[error("{}: the file is over {} ({limit} bytes), far more than a certificate chain or a private key (a few KiB); check that the option names the right file", path.display(), crate::pem::MAX_FILE_SIZE_TEXT)]
+    TooLarge { path: PathBuf, limit: u64 },
     /// PEM framing or base64 is broken.
-    #[error("{}: malformed PEM: {detail}", path.display())]
+    #[error("{}: malformed PEM: {detail}; copy the PEM text again, from its -----BEGIN line to its -----END line", path.display())]
     Malformed { path: PathBuf, detail: String },
     /// A section decoded, but it is not an X.509 certificate.
-    #[error("{}: certificate #{index} is not a valid X.509 certificate: {detail}", path.display())]
+    #[error("{}: certificate #{index} is not a valid X.509 certificate: {detail}; copy the certificate again", path.display())]
     BadCertificate { path: PathBuf, index: usize, detail: String },
 }
 
@@ -88,6 +91,14 @@ pub enum ConfigError {
     /// The configuration file could not be read.
     #[error("cannot read configuration file {}: {source}", path.display())]
     Read { path: PathBuf, source: std::io::Error },
+    /// The configuration file is larger than det-agent reads.
+    #[error("{}: the file is over {} ({limit} bytes), the most det-agent reads of a configuration file (a complete agent.yaml is a few KiB); check that --config names the right file", path.display(), crate::config::MAX_CONFIG_SIZE_TEXT)]
+    TooLarge { path: PathBuf, limit: u64 },
+    /// The configuration file holds more `[` and `{` than det-agent parses: each may open
+    /// a nested YAML flow collection, and the YAML scanner slows down with every level
+    /// open at once (a file nested 100,000 deep took over 20 s).
+    #[error("{}: line {line}, column {column} holds the {}th '[' or '{{' of the file, over the limit of {limit}: each can open a nested YAML flow collection, and parsing slows down with every level nested. agent.yaml needs a few at most (master_key_pins: [a, b]); remove the extra brackets, or write lists as \"- item\" lines", path.display(), limit + 1)]
+    TooNested { path: PathBuf, line: usize, column: usize, limit: usize },
     /// The YAML does not match the schema (an unknown key, a wrong type). The parser's
     /// message names the key and its line.
     #[error("{}: {message}", path.display())]
@@ -95,6 +106,12 @@ pub enum ConfigError {
     /// A value does not have the form the option needs.
     #[error("{option} ({origin}): {value:?} is not valid: {expected}")]
     Invalid { option: &'static str, origin: Origin, value: String, expected: String },
+    /// An option is set, but to nothing: an empty flag, a blank environment variable, a
+    /// YAML null or blank string in the file, a key pin list without a pin. Never read as
+    /// "not set": for a security option that could silently weaken how the master is
+    /// trusted (a templated `master_cert: ${CERT}` with CERT unset would mean CA mode).
+    #[error("{option} ({origin}) {found}; an option that is set must have a value, and det-agent never reads a blank one as \"not set\". Set it to {expected}, or {}", unset_hint(option, origin))]
+    Blank { option: &'static str, origin: Origin, found: String, expected: &'static str },
     /// A required option is missing.
     #[error("{option} is not set; set it in agent.yaml, with {flag} or with ${env}")]
     Missing { option: &'static str, flag: &'static str, env: &'static str },
@@ -122,6 +139,19 @@ pub enum ConfigError {
     /// The client key does not belong to the client certificate.
     #[error("security.tls.client_key {} does not match the public key of security.tls.client_cert {} ({detail}); use the key that was generated with this certificate", key.display(), cert.display())]
     ClientKeyMismatch { cert: PathBuf, key: PathBuf, detail: String },
+}
+
+/// How to leave `option` unset, for the source that set it.
+fn unset_hint(option: &str, origin: &Origin) -> String {
+    match origin {
+        Origin::File(path) => {
+            let key = option.rsplit('.').next().unwrap_or(option);
+            format!("delete the {key} key from {} to leave it unset", path.display())
+        }
+        Origin::Env(name) => format!("unset ${name} to leave it unset (an empty variable counts as unset)"),
+        Origin::Flag(flag) => format!("drop {flag} to leave it unset"),
+        Origin::Default | Origin::Api => "leave it unset".to_owned(),
+    }
 }
 
 fn list(items: &[String]) -> String {

@@ -3,7 +3,7 @@
 //! one, fsync the folder.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -30,6 +30,18 @@ pub fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> io::Result<()> {
         let _ = fs::remove_file(&tmp);
     }
     result
+}
+
+/// Reads `reader` to its end when it holds at most `limit` bytes; `Ok(None)` when it
+/// holds more, found without reading past `limit + 1` bytes (so `/dev/zero` or an
+/// endless pipe is refused rather than read for ever).
+///
+/// # Errors
+/// Any I/O error.
+pub fn read_limited(reader: impl Read, limit: u64) -> io::Result<Option<Vec<u8>>> {
+    let mut bytes = Vec::new();
+    reader.take(limit.saturating_add(1)).read_to_end(&mut bytes)?;
+    Ok(Some(bytes).filter(|b| b.len() as u64 <= limit))
 }
 
 /// Removes `path` if it exists; `Ok(true)` when something was removed.
@@ -72,6 +84,14 @@ mod tests {
         assert_eq!(fs::read_to_string(&path).unwrap(), "new");
         assert_eq!(fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
         assert_eq!(fs::read_dir(dir.path()).unwrap().count(), 1, "no temporary file left");
+    }
+
+    #[test]
+    fn reads_up_to_the_limit_and_no_further() {
+        assert_eq!(read_limited(&b"four"[..], 4).unwrap(), Some(b"four".to_vec()));
+        assert_eq!(read_limited(&b"five!"[..], 4).unwrap(), None);
+        // An endless source ends at the limit.
+        assert_eq!(read_limited(io::repeat(0), 1 << 20).unwrap(), None);
     }
 
     #[test]

@@ -9,6 +9,11 @@ use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
 use crate::error::PemError;
 
+/// The largest certificate or key file read: 1 MiB, hundreds of times a real chain or key,
+/// and more than the system CA bundle (about 220 KiB) someone may point `master_cert` at.
+pub const MAX_FILE_SIZE: u64 = 1 << 20;
+pub(crate) const MAX_FILE_SIZE_TEXT: &str = "1 MiB";
+
 /// Reads every certificate in a PEM file, in file order.
 ///
 /// # Errors
@@ -38,7 +43,11 @@ pub fn parse_certs(bytes: &[u8], path: &Path) -> Result<Vec<CertificateDer<'stat
     }
     for (index, cert) in certs.iter().enumerate() {
         if let Err(err) = x509_parser::parse_x509_certificate(cert) {
-            return Err(PemError::BadCertificate { path: path.to_owned(), index: index + 1, detail: err.to_string() });
+            return Err(PemError::BadCertificate {
+                path: path.to_owned(),
+                index: index + 1,
+                detail: x509_problem(&err),
+            });
         }
     }
     Ok(certs)
@@ -89,22 +98,62 @@ pub fn parse_private_key(bytes: &[u8], path: &Path) -> Result<PrivateKeyDer<'sta
     Err(PemError::NoKey { path: path.to_owned(), holds_certificate })
 }
 
+/// At most [`MAX_FILE_SIZE`] bytes of the file; a larger one is refused unread.
 fn read(path: &Path) -> Result<Vec<u8>, PemError> {
-    fs::read(path).map_err(|source| match source.kind() {
+    let unreadable = |source: std::io::Error| match source.kind() {
         ErrorKind::NotFound => PemError::NotFound { path: path.to_owned() },
         _ => PemError::Unreadable { path: path.to_owned(), source },
-    })
+    };
+    let file = fs::File::open(path).map_err(unreadable)?;
+    crate::fsutil::read_limited(file, MAX_FILE_SIZE)
+        .map_err(unreadable)?
+        .ok_or_else(|| PemError::TooLarge { path: path.to_owned(), limit: MAX_FILE_SIZE })
 }
 
 /// Every PEM section of a kind rustls-pki-types knows, in order; an empty (or blank)
-/// input is an error of its own.
+/// input is an error of its own, and so is one over [`MAX_FILE_SIZE`].
 fn sections(bytes: &[u8], path: &Path) -> Result<Vec<(SectionKind, Vec<u8>)>, PemError> {
+    if bytes.len() as u64 > MAX_FILE_SIZE {
+        return Err(PemError::TooLarge { path: path.to_owned(), limit: MAX_FILE_SIZE });
+    }
     if bytes.iter().all(u8::is_ascii_whitespace) {
         return Err(PemError::Empty { path: path.to_owned() });
     }
     <(SectionKind, Vec<u8>)>::pem_slice_iter(bytes)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|err| PemError::Malformed { path: path.to_owned(), detail: err.to_string() })
+        .map_err(|err| PemError::Malformed { path: path.to_owned(), detail: pem_problem(&err) })
+}
+
+/// x509-parser's error in words: its Display (nom's) is Debug output, such as
+/// `Parsing Error: Der(DerConstraintFailed(IndefiniteLength))`.
+fn x509_problem(err: &x509_parser::nom::Err<x509_parser::error::X509Error>) -> String {
+    use x509_parser::error::X509Error;
+    match err {
+        x509_parser::nom::Err::Incomplete(_) => "it is cut short".to_owned(),
+        x509_parser::nom::Err::Error(e) | x509_parser::nom::Err::Failure(e) => match e {
+            X509Error::Der(_) | X509Error::NomError(_) => "its DER encoding is damaged".to_owned(),
+            other => other.to_string(),
+        },
+    }
+}
+
+/// rustls-pki-types's error in words: its own Display shows byte arrays and the base64
+/// decoder's Debug output (`InvalidCharacter(45)`).
+fn pem_problem(err: &rustls_pki_types::pem::Error) -> String {
+    use rustls_pki_types::pem::Error;
+    let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+    match err {
+        Error::MissingSectionEnd { end_marker } => {
+            format!("a section has no end line (expected \"-----END {}-----\")", text(end_marker))
+        }
+        Error::IllegalSectionStart { line } => {
+            format!("{:?} starts like a BEGIN line but is not one (expected \"-----BEGIN LABEL-----\")", text(line))
+        }
+        Error::Base64Decode(_) => "the text between a BEGIN and an END line is not valid base64".to_owned(),
+        Error::Io(e) => format!("cannot read: {e}"),
+        Error::SectionTooLarge => "a section is too large".to_owned(),
+        _ => "the PEM text is not well formed".to_owned(),
+    }
 }
 
 fn is_key(kind: SectionKind) -> bool {
@@ -158,12 +207,39 @@ mod tests {
         let text = b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
         let err = parse_certs(text, p()).unwrap_err();
         assert!(matches!(err, PemError::BadCertificate { index: 1, .. }), "{err}");
+        assert_eq!(
+            err.to_string(),
+            "master.pem: certificate #1 is not a valid X.509 certificate: its DER encoding is damaged; copy the certificate again"
+        );
     }
 
     #[test]
     fn broken_pem_is_malformed() {
         let text = b"-----BEGIN CERTIFICATE-----\nAAAA\n";
         assert!(matches!(parse_certs(text, p()), Err(PemError::Malformed { .. })));
+    }
+
+    #[test]
+    fn broken_pem_is_explained_in_words() {
+        for (text, detail) in [
+            (
+                &b"-----BEGIN CERTIFICATE-----\nAAAA\n"[..],
+                "a section has no end line (expected \"-----END CERTIFICATE-----\")",
+            ),
+            (
+                b"-----BEGIN CERTIFICATE-----\n-\n-----END CERTIFICATE-----\n",
+                "the text between a BEGIN and an END line is not valid base64",
+            ),
+            (
+                b"-----BEGIN \n",
+                "\"-----BEGIN \" starts like a BEGIN line but is not one (expected \"-----BEGIN LABEL-----\")",
+            ),
+        ] {
+            assert_eq!(
+                parse_certs(text, p()).unwrap_err().to_string(),
+                format!("master.pem: malformed PEM: {detail}; copy the PEM text again, from its -----BEGIN line to its -----END line")
+            );
+        }
     }
 
     #[test]
@@ -190,6 +266,22 @@ mod tests {
         let err = load_certs(&dir).unwrap_err();
         assert!(matches!(err, PemError::Unreadable { .. }), "{err}");
         assert!(err.to_string().starts_with(&format!("{}: cannot read: ", dir.display())), "{err}");
+    }
+
+    #[test]
+    fn a_file_over_1_mib_is_refused_unparsed() {
+        // /dev/zero never ends: refused after 1 MiB + 1 bytes, not read for ever.
+        let zero = Path::new("/dev/zero");
+        assert_eq!(
+            load_certs(zero).unwrap_err().to_string(),
+            "/dev/zero: the file is over 1 MiB (1048576 bytes), far more than a certificate chain or a private key (a few KiB); check that the option names the right file"
+        );
+        assert!(matches!(load_private_key(zero), Err(PemError::TooLarge { limit: 1048576, .. })));
+        let mut big = LEAF.repeat((MAX_FILE_SIZE as usize / LEAF.len()) + 1);
+        assert!(matches!(parse_certs(&big, p()), Err(PemError::TooLarge { .. })));
+        assert!(matches!(parse_private_key(&big, p()), Err(PemError::TooLarge { .. })));
+        big.truncate(MAX_FILE_SIZE as usize);
+        assert!(!matches!(parse_certs(&big, p()), Err(PemError::TooLarge { .. })), "1 MiB exactly is read");
     }
 
     #[test]

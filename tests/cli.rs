@@ -317,3 +317,53 @@ async fn sighup_rereads_master_cert_for_the_next_connection() {
     assert!(stderr.contains("does not chain to any of them"), "{stderr}");
     assert!(stderr.contains("repeated"), "{stderr}");
 }
+
+/// A blank DET_SECURITY_TLS_MASTER_KEY_PINS once dropped the file's pins: key-pin mode
+/// became bare skip_verify and accepted any master. Now it is a configuration error, and
+/// nothing is dialed.
+#[tokio::test]
+async fn a_blank_key_pin_variable_exits_2_and_the_impostor_is_never_dialed() {
+    // The impostor's port: nothing answers it yet, but the kernel queues any connection.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    // The genuine master's key is pinned; the impostor presents another one.
+    let genuine =
+        det_agent::x509::KeyPin::of_cert(&det_agent::dev_master::fixtures::certs("self-signed-leaf.pem")[0]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let key_pin_config = format!(
+        "master_host: 127.0.0.1\nmaster_port: {port}\nsecurity:\n  tls:\n    enabled: true\n    skip_verify: true\n"
+    );
+    let pinned = write_config(&dir, &format!("{key_pin_config}    master_key_pins: [{genuine}]\n"));
+    let check = ["check", "--config", pinned.to_str().unwrap()];
+
+    let out = det_agent(&check, &[("DET_SECURITY_TLS_MASTER_KEY_PINS", " ")]).await;
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stdout}{stderr}");
+    assert_eq!(
+        stderr,
+        "det-agent: configuration error: security.tls.master_key_pins (set by $DET_SECURITY_TLS_MASTER_KEY_PINS) is blank (\" \"); \
+         an option that is set must have a value, and det-agent never reads a blank one as \"not set\". Set it to one or more key \
+         pins (sha256:..., as the key pin lines of `det-agent check`), or unset $DET_SECURITY_TLS_MASTER_KEY_PINS to leave it unset \
+         (an empty variable counts as unset)\n"
+    );
+    assert_eq!(stdout, "");
+    assert_eq!(listener.accept().unwrap_err().kind(), std::io::ErrorKind::WouldBlock, "det-agent dialed the impostor");
+
+    // Now the impostor answers on that port (a complete one: a master with another key).
+    // The file's pin refuses it; without the pin, what the blank variable used to mean,
+    // it is accepted.
+    let addr = listener.local_addr().unwrap();
+    drop(listener);
+    let impostor = DevMaster::with_fixture_at(addr, "master").await.unwrap();
+    let out = det_agent(&check, &[]).await;
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(stdout.contains("no certificate the master's identity rests on has a pinned key"), "{stdout}");
+    let unpinned = write_config(&dir, &key_pin_config);
+    let out = det_agent(&["check", "--config", unpinned.to_str().unwrap()], &[]).await;
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(stderr.contains("master identity NOT verified"), "{stderr}");
+    drop(impostor);
+}

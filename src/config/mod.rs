@@ -14,7 +14,8 @@ use rustls_pki_types::{CertificateDer, DnsName, PrivateKeyDer, ServerName};
 
 use crate::x509::KeyPin;
 
-pub use sources::{ConfigArgs, DEFAULT_CONFIG_PATH};
+pub(crate) use sources::MAX_CONFIG_SIZE_TEXT;
+pub use sources::{ConfigArgs, DEFAULT_CONFIG_PATH, MAX_CONFIG_SIZE, MAX_FLOW_BRACKETS};
 
 /// The master's TLS port when TLS is on (the master's own default).
 pub const DEFAULT_TLS_PORT: u16 = 8443;

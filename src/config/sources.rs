@@ -22,13 +22,29 @@ use crate::x509::KeyPin;
 /// Read when `--config` is not given and the file exists.
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/determined/agent.yaml";
 
+/// The largest configuration file read: 1 MiB, two hundred times a complete agent.yaml
+/// (agent.yaml.example is under 5 KiB), small enough that even a hostile file is
+/// parsed in a fraction of a second (with at most [`MAX_FLOW_BRACKETS`] brackets).
+pub const MAX_CONFIG_SIZE: u64 = 1 << 20;
+pub(crate) const MAX_CONFIG_SIZE_TEXT: &str = "1 MiB";
+
+/// The most `[` and `{` a configuration file may hold. Each can open a YAML flow
+/// collection, and libyaml's scanner (under serde_norway) walks one entry per open level
+/// for every token: a file nested 100,000 deep took over 20 s, before serde_norway's own
+/// depth limit (128), which applies only once the whole file is scanned. Which brackets
+/// open a level depends on quoting rules only a full YAML scanner knows, so every one is
+/// counted, in comments and strings too: a bound the nesting can never exceed. 64 leaves
+/// room for any real file (the schema nests 4 deep, and needs a bracket pair only for an
+/// inline list) and keeps a 1 MiB file nested 64 deep under 0.2 s.
+pub const MAX_FLOW_BRACKETS: usize = 64;
+
 /// Longest reconnect backoff accepted, so a typo cannot park an agent for a year.
 const MAX_BACKOFF_SECS: f64 = 3600.0;
 
 /// `agent.yaml`, as written. Unknown keys are rejected by the parser, which names them
 /// with their line.
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "agent.yaml's settings, as `key: value` lines")]
 struct FileConfig {
     master_host: Option<String>,
     master_port: Option<u16>,
@@ -45,7 +61,7 @@ struct FileConfig {
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "the fluent settings (config_dir, format, listen, port, flush)")]
 struct FileFluent {
     config_dir: Option<PathBuf>,
     format: Option<String>,
@@ -62,22 +78,47 @@ struct FileFluent {
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, expecting = "the security settings (tls:)")]
 struct FileSecurity {
     tls: Option<FileTls>,
 }
 
+/// The trust settings. Each key is a [`Field`], so a key written without a value is told
+/// apart from an absent one.
 #[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
+#[serde(default, deny_unknown_fields, expecting = "the security.tls settings (enabled, master_cert, …)")]
 struct FileTls {
-    enabled: Option<bool>,
-    skip_verify: Option<bool>,
-    master_cert: Option<PathBuf>,
-    master_cert_name: Option<String>,
-    master_key_pins: Option<Vec<String>>,
-    client_cert: Option<PathBuf>,
-    client_key: Option<PathBuf>,
+    enabled: Field<bool>,
+    skip_verify: Field<bool>,
+    master_cert: Field<PathBuf>,
+    master_cert_name: Field<String>,
+    master_key_pins: Field<Vec<String>>,
+    client_cert: Field<PathBuf>,
+    client_key: Field<PathBuf>,
 }
+
+/// A `security.tls` key as written: absent, present without a value (YAML null:
+/// nothing after the colon, `~` or `null`, which is what a template leaves when its
+/// variable is empty), or a value. Absent means "not set"; a null is an error, because
+/// reading `master_cert: ${CERT}` with CERT unset as "not set" would mean CA mode, and
+/// `enabled: ${TLS}` plain TCP.
+#[derive(Debug, Default)]
+enum Field<T> {
+    #[default]
+    Absent,
+    Null,
+    Value(T),
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Field<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Ok(Option::<T>::deserialize(deserializer)?.map_or(Field::Null, Field::Value))
+    }
+}
+
+/// What a key written without a value is, in the words of a [`ConfigError::Blank`].
+const NULL_FOUND: &str =
+    "has no value (YAML null: nothing after the colon, `~` or `null`, as a template leaves it when its variable is empty)";
 
 /// Every configuration option as a flag. Each also reads the environment variable named
 /// in its help; flags win over the environment, which wins over the file.
@@ -154,45 +195,113 @@ pub struct ConfigArgs {
     pub fluent_flush: Option<String>,
 }
 
-/// One option's three names.
+/// One option's three names, and what its value is, for the message when it is blank.
 struct Opt {
     key: &'static str,
     flag: &'static str,
     env: &'static str,
+    value: &'static str,
 }
 
 macro_rules! opt {
-    ($name:ident, $key:literal, $flag:literal, $env:literal) => {
-        const $name: Opt = Opt { key: $key, flag: $flag, env: $env };
+    ($name:ident, $key:literal, $flag:literal, $env:literal, $value:literal) => {
+        const $name: Opt = Opt { key: $key, flag: $flag, env: $env, value: $value };
     };
 }
-opt!(MASTER_HOST, "master_host", "--master-host", "DET_MASTER_HOST");
-opt!(MASTER_PORT, "master_port", "--master-port", "DET_MASTER_PORT");
-opt!(AGENT_ID, "agent_id", "--agent-id", "DET_AGENT_ID");
-opt!(RESOURCE_POOL, "resource_pool", "--resource-pool", "DET_RESOURCE_POOL");
-opt!(CONTAINER_HOST, "container_master_host", "--container-master-host", "DET_CONTAINER_MASTER_HOST");
-opt!(CONTAINER_PORT, "container_master_port", "--container-master-port", "DET_CONTAINER_MASTER_PORT");
-opt!(ATTEMPTS, "agent_reconnect_attempts", "--agent-reconnect-attempts", "DET_AGENT_RECONNECT_ATTEMPTS");
-opt!(BACKOFF, "agent_reconnect_backoff", "--agent-reconnect-backoff", "DET_AGENT_RECONNECT_BACKOFF");
-opt!(BACKOFF_MAX, "agent_reconnect_backoff_max", "--agent-reconnect-backoff-max", "DET_AGENT_RECONNECT_BACKOFF_MAX");
-opt!(MAX_MESSAGE, "max_message_size", "--max-message-size", "DET_MAX_MESSAGE_SIZE");
-opt!(TLS_ENABLED, "security.tls.enabled", "--security-tls-enabled", "DET_SECURITY_TLS_ENABLED");
-opt!(SKIP_VERIFY, "security.tls.skip_verify", "--security-tls-skip-verify", "DET_SECURITY_TLS_SKIP_VERIFY");
-opt!(MASTER_CERT, "security.tls.master_cert", "--security-tls-master-cert", "DET_SECURITY_TLS_MASTER_CERT");
+opt!(MASTER_HOST, "master_host", "--master-host", "DET_MASTER_HOST", "the master's DNS name or IP address");
+opt!(MASTER_PORT, "master_port", "--master-port", "DET_MASTER_PORT", "a TCP port from 1 to 65535");
+opt!(AGENT_ID, "agent_id", "--agent-id", "DET_AGENT_ID", "this agent's name");
+opt!(RESOURCE_POOL, "resource_pool", "--resource-pool", "DET_RESOURCE_POOL", "a resource pool's name");
+opt!(
+    CONTAINER_HOST,
+    "container_master_host",
+    "--container-master-host",
+    "DET_CONTAINER_MASTER_HOST",
+    "the master's DNS name or IP address as task containers reach it"
+);
+opt!(
+    CONTAINER_PORT,
+    "container_master_port",
+    "--container-master-port",
+    "DET_CONTAINER_MASTER_PORT",
+    "a TCP port from 1 to 65535"
+);
+opt!(
+    ATTEMPTS,
+    "agent_reconnect_attempts",
+    "--agent-reconnect-attempts",
+    "DET_AGENT_RECONNECT_ATTEMPTS",
+    "a whole number of attempts (0 = keep trying)"
+);
+opt!(
+    BACKOFF,
+    "agent_reconnect_backoff",
+    "--agent-reconnect-backoff",
+    "DET_AGENT_RECONNECT_BACKOFF",
+    "a number of seconds from 0 to 3600"
+);
+opt!(
+    BACKOFF_MAX,
+    "agent_reconnect_backoff_max",
+    "--agent-reconnect-backoff-max",
+    "DET_AGENT_RECONNECT_BACKOFF_MAX",
+    "a number of seconds from 0 to 3600"
+);
+opt!(
+    MAX_MESSAGE,
+    "max_message_size",
+    "--max-message-size",
+    "DET_MAX_MESSAGE_SIZE",
+    "a number of bytes from 4096 to 1073741824"
+);
+opt!(TLS_ENABLED, "security.tls.enabled", "--security-tls-enabled", "DET_SECURITY_TLS_ENABLED", "true or false");
+opt!(
+    SKIP_VERIFY,
+    "security.tls.skip_verify",
+    "--security-tls-skip-verify",
+    "DET_SECURITY_TLS_SKIP_VERIFY",
+    "true or false"
+);
+opt!(
+    MASTER_CERT,
+    "security.tls.master_cert",
+    "--security-tls-master-cert",
+    "DET_SECURITY_TLS_MASTER_CERT",
+    "the path of a PEM file holding the master's certificate or its chain"
+);
 opt!(
     CERT_NAME,
     "security.tls.master_cert_name",
     "--security-tls-master-cert-name",
-    "DET_SECURITY_TLS_MASTER_CERT_NAME"
+    "DET_SECURITY_TLS_MASTER_CERT_NAME",
+    "a DNS name the master's certificate carries"
 );
-opt!(KEY_PINS, "security.tls.master_key_pins", "--security-tls-master-key-pins", "DET_SECURITY_TLS_MASTER_KEY_PINS");
-opt!(CLIENT_CERT, "security.tls.client_cert", "--security-tls-client-cert", "DET_SECURITY_TLS_CLIENT_CERT");
-opt!(CLIENT_KEY, "security.tls.client_key", "--security-tls-client-key", "DET_SECURITY_TLS_CLIENT_KEY");
-opt!(FLUENT_DIR, "fluent.config_dir", "--fluent-config-dir", "DET_FLUENT_CONFIG_DIR");
-opt!(FLUENT_FORMAT, "fluent.format", "--fluent-format", "DET_FLUENT_FORMAT");
-opt!(FLUENT_LISTEN, "fluent.listen", "--fluent-listen", "DET_FLUENT_LISTEN");
-opt!(FLUENT_PORT, "fluent.port", "--fluent-port", "DET_FLUENT_PORT");
-opt!(FLUENT_FLUSH, "fluent.flush", "--fluent-flush", "DET_FLUENT_FLUSH");
+opt!(
+    KEY_PINS,
+    "security.tls.master_key_pins",
+    "--security-tls-master-key-pins",
+    "DET_SECURITY_TLS_MASTER_KEY_PINS",
+    "one or more key pins (sha256:..., as the key pin lines of `det-agent check`)"
+);
+opt!(
+    CLIENT_CERT,
+    "security.tls.client_cert",
+    "--security-tls-client-cert",
+    "DET_SECURITY_TLS_CLIENT_CERT",
+    "the path of the client certificate's PEM file"
+);
+opt!(
+    CLIENT_KEY,
+    "security.tls.client_key",
+    "--security-tls-client-key",
+    "DET_SECURITY_TLS_CLIENT_KEY",
+    "the path of the client certificate's private key"
+);
+opt!(FLUENT_DIR, "fluent.config_dir", "--fluent-config-dir", "DET_FLUENT_CONFIG_DIR", "a folder's path");
+opt!(FLUENT_FORMAT, "fluent.format", "--fluent-format", "DET_FLUENT_FORMAT", "classic or yaml");
+opt!(FLUENT_LISTEN, "fluent.listen", "--fluent-listen", "DET_FLUENT_LISTEN", "an IP address such as 127.0.0.1");
+opt!(FLUENT_PORT, "fluent.port", "--fluent-port", "DET_FLUENT_PORT", "a TCP port from 1 to 65535");
+opt!(FLUENT_FLUSH, "fluent.flush", "--fluent-flush", "DET_FLUENT_FLUSH", "a whole number of seconds from 1 to 3600");
 
 /// A value and where it came from.
 struct Setting<T> {
@@ -216,22 +325,54 @@ impl ConfigArgs {
             None => Some(PathBuf::from(DEFAULT_CONFIG_PATH)).filter(|p| p.exists()),
         };
         let file = match &path {
-            Some(path) => {
-                let text =
-                    std::fs::read_to_string(path).map_err(|source| ConfigError::Read { path: path.clone(), source })?;
-                parse_file(&text, path)?
-            }
+            Some(path) => parse_file(&read_file(path)?, path)?,
             None => FileConfig::default(),
         };
         Resolver { args: self, env, file_path: path.as_deref() }.resolve(file)
     }
 }
 
+/// The configuration file's text: at most [`MAX_CONFIG_SIZE`] bytes of UTF-8.
+fn read_file(path: &Path) -> Result<String, ConfigError> {
+    let read_error = |source| ConfigError::Read { path: path.to_owned(), source };
+    let file = std::fs::File::open(path).map_err(read_error)?;
+    let bytes = crate::fsutil::read_limited(file, MAX_CONFIG_SIZE)
+        .map_err(read_error)?
+        .ok_or_else(|| ConfigError::TooLarge { path: path.to_owned(), limit: MAX_CONFIG_SIZE })?;
+    String::from_utf8(bytes).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        ConfigError::Parse {
+            path: path.to_owned(),
+            message: format!(
+                "not UTF-8 text (byte {at} starts an invalid sequence); agent.yaml must be UTF-8 YAML, so check that this is the right file, or convert it with iconv"
+            ),
+        }
+    })
+}
+
 fn parse_file(text: &str, path: &Path) -> Result<FileConfig, ConfigError> {
+    if text.len() as u64 > MAX_CONFIG_SIZE {
+        return Err(ConfigError::TooLarge { path: path.to_owned(), limit: MAX_CONFIG_SIZE });
+    }
+    check_flow_brackets(text, path)?;
     // An empty file, or one holding only comments, is an empty configuration.
     let parsed: Option<FileConfig> = serde_norway::from_str(text)
         .map_err(|e| ConfigError::Parse { path: path.to_owned(), message: e.to_string() })?;
     Ok(parsed.unwrap_or_default())
+}
+
+/// Refuses a file with more than [`MAX_FLOW_BRACKETS`] `[` and `{`, naming where the
+/// first one over the limit is.
+fn check_flow_brackets(text: &str, path: &Path) -> Result<(), ConfigError> {
+    let Some((offset, _)) = text.match_indices(['[', '{']).nth(MAX_FLOW_BRACKETS) else { return Ok(()) };
+    let before = &text[..offset];
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    Err(ConfigError::TooNested {
+        path: path.to_owned(),
+        line: before.matches('\n').count() + 1,
+        column: before[line_start..].chars().count() + 1,
+        limit: MAX_FLOW_BRACKETS,
+    })
 }
 
 struct Resolver<'a> {
@@ -241,6 +382,22 @@ struct Resolver<'a> {
 }
 
 impl Resolver<'_> {
+    /// The text of one option from a flag, else from the environment, and where it came
+    /// from. An environment variable that is exactly empty counts as unset (that is how
+    /// shells and systemd unset one); a blank flag or a whitespace-only variable is an
+    /// error.
+    fn flag_or_env(&self, opt: &Opt, flag: &Option<String>) -> Result<Option<(String, Origin)>, ConfigError> {
+        let text = match (flag, (self.env)(opt.env).filter(|v| !v.is_empty())) {
+            (Some(v), _) => Some((v.clone(), Origin::Flag(opt.flag))),
+            (None, Some(v)) => Some((v, Origin::Env(opt.env))),
+            (None, None) => None,
+        };
+        match text {
+            Some((value, origin)) if value.trim().is_empty() => Err(blank(opt, origin, &value)),
+            text => Ok(text),
+        }
+    }
+
     /// Picks the highest-precedence value of one option and parses it.
     fn pick<T>(
         &self,
@@ -249,12 +406,7 @@ impl Resolver<'_> {
         file: Option<T>,
         parse: impl Fn(&str) -> Result<T, String>,
     ) -> Result<Option<Setting<T>>, ConfigError> {
-        let text = match (flag, (self.env)(opt.env).filter(|v| !v.is_empty())) {
-            (Some(v), _) => Some((v.clone(), Origin::Flag(opt.flag))),
-            (None, Some(v)) => Some((v, Origin::Env(opt.env))),
-            (None, None) => None,
-        };
-        match text {
+        match self.flag_or_env(opt, flag)? {
             Some((value, origin)) => match parse(&value) {
                 Ok(v) => Ok(Some(Setting { value: v, origin })),
                 Err(expected) => Err(ConfigError::Invalid { option: opt.key, origin, value, expected }),
@@ -276,6 +428,9 @@ impl Resolver<'_> {
         let file = file
             .map(|v| {
                 let text = v.to_string();
+                if text.trim().is_empty() {
+                    return Err(blank(opt, self.file_origin(), &text));
+                }
                 parse(&text).map_err(|expected| ConfigError::Invalid {
                     option: opt.key,
                     origin: self.file_origin(),
@@ -297,6 +452,40 @@ impl Resolver<'_> {
         match self.file_path.and_then(Path::parent) {
             Some(dir) if path.is_relative() => dir.join(path),
             _ => path,
+        }
+    }
+
+    /// A `security.tls` key from the file: absent is "not set", a key without a value an
+    /// error.
+    fn tls_key<T>(&self, opt: &Opt, field: Field<T>) -> Result<Option<T>, ConfigError> {
+        match field {
+            Field::Absent => Ok(None),
+            Field::Null => Err(ConfigError::Blank {
+                option: opt.key,
+                origin: self.file_origin(),
+                found: NULL_FOUND.to_owned(),
+                expected: opt.value,
+            }),
+            Field::Value(value) => Ok(Some(value)),
+        }
+    }
+
+    /// A path from the file: a blank one is an error (`""` would otherwise name the
+    /// file's own folder), a relative one follows the file.
+    fn file_path_value(&self, opt: &Opt, path: Option<PathBuf>) -> Result<Option<PathBuf>, ConfigError> {
+        match path {
+            Some(path) if path.to_string_lossy().trim().is_empty() => {
+                Err(blank(opt, self.file_origin(), &path.to_string_lossy()))
+            }
+            path => Ok(path.map(|p| self.file_relative(p))),
+        }
+    }
+
+    /// Text from the file; a blank one is an error.
+    fn file_text(&self, opt: &Opt, text: Option<String>) -> Result<Option<String>, ConfigError> {
+        match text {
+            Some(text) if text.trim().is_empty() => Err(blank(opt, self.file_origin(), &text)),
+            text => Ok(text),
         }
     }
 
@@ -350,33 +539,31 @@ impl Resolver<'_> {
         let max_message_size =
             self.pick_parsed(&MAX_MESSAGE, &a.max_message_size, file.max_message_size, parse_message_size)?;
 
-        let enabled = self.pick(&TLS_ENABLED, &a.security_tls_enabled, ftls.enabled, parse_bool)?;
-        let skip_verify = self.pick(&SKIP_VERIFY, &a.security_tls_skip_verify, ftls.skip_verify, parse_bool)?;
-        let master_cert = self.pick(
-            &MASTER_CERT,
-            &a.security_tls_master_cert,
-            ftls.master_cert.map(|p| self.file_relative(p)),
-            parse_path,
-        )?;
-        let cert_name =
-            self.pick(&CERT_NAME, &a.security_tls_master_cert_name, ftls.master_cert_name, |s| Ok(s.to_owned()))?;
-        let file_pins = match ftls.master_key_pins {
-            Some(list) => Some(self.file_pins(list)?),
+        // Every file value is checked, even one a flag or variable overrides: a key
+        // without a value is a broken file either way.
+        let file_enabled = self.tls_key(&TLS_ENABLED, ftls.enabled)?;
+        let enabled = self.pick(&TLS_ENABLED, &a.security_tls_enabled, file_enabled, parse_bool)?;
+        let file_skip = self.tls_key(&SKIP_VERIFY, ftls.skip_verify)?;
+        let skip_verify = self.pick(&SKIP_VERIFY, &a.security_tls_skip_verify, file_skip, parse_bool)?;
+        let file_cert = self.file_path_value(&MASTER_CERT, self.tls_key(&MASTER_CERT, ftls.master_cert)?)?;
+        let master_cert = self.pick(&MASTER_CERT, &a.security_tls_master_cert, file_cert, parse_path)?;
+        let file_name = self.file_text(&CERT_NAME, self.tls_key(&CERT_NAME, ftls.master_cert_name)?)?;
+        let cert_name = self.pick(&CERT_NAME, &a.security_tls_master_cert_name, file_name, |s| Ok(s.to_owned()))?;
+        let file_pins = match self.tls_key(&KEY_PINS, ftls.master_key_pins)? {
+            Some(list) => Some(pin_list(&list, None, self.file_origin())?),
             None => None,
         };
-        let key_pins = self.pick(&KEY_PINS, &a.security_tls_master_key_pins, file_pins, parse_pin_list)?;
-        let client_cert = self.pick(
-            &CLIENT_CERT,
-            &a.security_tls_client_cert,
-            ftls.client_cert.map(|p| self.file_relative(p)),
-            parse_path,
-        )?;
-        let client_key = self.pick(
-            &CLIENT_KEY,
-            &a.security_tls_client_key,
-            ftls.client_key.map(|p| self.file_relative(p)),
-            parse_path,
-        )?;
+        let key_pins = match self.flag_or_env(&KEY_PINS, &a.security_tls_master_key_pins)? {
+            Some((text, origin)) => {
+                let entries: Vec<String> = text.split(',').map(str::to_owned).collect();
+                Some(pin_list(&entries, Some(&text), origin)?)
+            }
+            None => file_pins,
+        };
+        let file_client_cert = self.file_path_value(&CLIENT_CERT, self.tls_key(&CLIENT_CERT, ftls.client_cert)?)?;
+        let client_cert = self.pick(&CLIENT_CERT, &a.security_tls_client_cert, file_client_cert, parse_path)?;
+        let file_client_key = self.file_path_value(&CLIENT_KEY, self.tls_key(&CLIENT_KEY, ftls.client_key)?)?;
+        let client_key = self.pick(&CLIENT_KEY, &a.security_tls_client_key, file_client_key, parse_path)?;
 
         let fluent = self.fluent(file.fluent.unwrap_or_default())?;
 
@@ -399,7 +586,7 @@ impl Resolver<'_> {
             for (opt, present) in [
                 (&MASTER_CERT, master_cert.is_some()),
                 (&CERT_NAME, cert_name.is_some()),
-                (&KEY_PINS, key_pins.as_ref().is_some_and(|s| !s.value.is_empty())),
+                (&KEY_PINS, key_pins.is_some()),
                 (&CLIENT_CERT, client_cert.is_some()),
                 (&CLIENT_KEY, client_key.is_some()),
             ] {
@@ -441,27 +628,11 @@ impl Resolver<'_> {
         Ok(certs.map(|certs| PinnedCerts { path: store.path().to_owned(), certs, store_entry: Some(url.store_key()) }))
     }
 
-    /// The file's pin list, each entry checked; an error names the entry by position.
-    fn file_pins(&self, list: Vec<String>) -> Result<Vec<KeyPin>, ConfigError> {
-        let n = list.len();
-        list.into_iter()
-            .enumerate()
-            .map(|(i, text)| {
-                text.parse::<KeyPin>().map_err(|expected| ConfigError::Invalid {
-                    option: KEY_PINS.key,
-                    origin: self.file_origin(),
-                    value: text,
-                    expected: format!("entry {} of {n}: {expected}", i + 1),
-                })
-            })
-            .collect()
-    }
-
     fn fluent(&self, file: FileFluent) -> Result<FluentConfig, ConfigError> {
         let a = self.args;
         let defaults = FluentConfig::default();
-        let config_dir =
-            self.pick(&FLUENT_DIR, &a.fluent_config_dir, file.config_dir.map(|p| self.file_relative(p)), parse_path)?;
+        let file_dir = self.file_path_value(&FLUENT_DIR, file.config_dir)?;
+        let config_dir = self.pick(&FLUENT_DIR, &a.fluent_config_dir, file_dir, parse_path)?;
         let format = self.pick_parsed(&FLUENT_FORMAT, &a.fluent_format, file.format, |s| s.parse::<Format>())?;
         let listen = self.pick_parsed(&FLUENT_LISTEN, &a.fluent_listen, file.listen, |s| {
             s.parse::<IpAddr>().map_err(|_| "expected an IP address such as 127.0.0.1 or 0.0.0.0".to_owned())
@@ -609,15 +780,54 @@ fn parse_message_size(s: &str) -> Result<usize, String> {
     }
 }
 
-/// Pins from a flag or the environment: comma-separated (neither hex nor base64 has a comma).
-fn parse_pin_list(s: &str) -> Result<Vec<KeyPin>, String> {
-    let entries: Vec<&str> = s.split(',').map(str::trim).filter(|e| !e.is_empty()).collect();
+/// An error for an option set to nothing: empty, or only whitespace.
+fn blank(opt: &Opt, origin: Origin, value: &str) -> ConfigError {
+    let found = if value.is_empty() { "is empty".to_owned() } else { format!("is blank ({value:?})") };
+    ConfigError::Blank { option: opt.key, origin, found, expected: opt.value }
+}
+
+/// A key pin list, each entry checked; an error names the entry by position. `text` is
+/// the comma-separated list of a flag or variable (neither hex nor base64 has a comma),
+/// `None` for the file's YAML list. A list that holds no pin is an error, never "no
+/// pins": with skip_verify that would turn key-pin mode into an unauthenticated
+/// connection. So is an empty entry (`a,,b`), which is never skipped.
+fn pin_list(entries: &[String], text: Option<&str>, origin: Origin) -> Result<Setting<Vec<KeyPin>>, ConfigError> {
     let n = entries.len();
-    entries
-        .iter()
-        .enumerate()
-        .map(|(i, e)| e.parse::<KeyPin>().map_err(|why| format!("entry {} of {n} ({e:?}): {why}", i + 1)))
-        .collect()
+    if entries.iter().all(|e| e.trim().is_empty()) {
+        let found = match (text, n) {
+            (Some(text), _) => format!("holds no pin ({text:?})"),
+            (None, 0) => "holds no pin (an empty list)".to_owned(),
+            (None, 1) => "holds no pin (its one entry is empty)".to_owned(),
+            (None, _) => format!("holds no pin (all {n} entries are empty)"),
+        };
+        return Err(ConfigError::Blank { option: KEY_PINS.key, origin, found, expected: KEY_PINS.value });
+    }
+    let invalid = |entry: &str, expected: String| ConfigError::Invalid {
+        option: KEY_PINS.key,
+        origin: origin.clone(),
+        value: text.unwrap_or(entry).to_owned(),
+        expected,
+    };
+    let mut pins = Vec::with_capacity(n);
+    for (i, entry) in entries.iter().enumerate() {
+        let position = format!("entry {} of {n}", i + 1);
+        let entry = entry.trim();
+        if entry.is_empty() {
+            let fix = match text {
+                Some(_) => {
+                    "two commas in a row, or one at an end; remove the extra comma, or put the missing pin there"
+                }
+                None => "remove it from the list, or put the missing pin there",
+            };
+            return Err(invalid(entry, format!("{position} is empty ({fix})")));
+        }
+        match entry.parse::<KeyPin>() {
+            Ok(pin) => pins.push(pin),
+            Err(why) if text.is_some() => return Err(invalid(entry, format!("{position} ({entry:?}): {why}"))),
+            Err(why) => return Err(invalid(entry, format!("{position}: {why}"))),
+        }
+    }
+    Ok(Setting { value: pins, origin })
 }
 
 fn parse_port(s: &str) -> Result<u16, String> {
@@ -714,6 +924,209 @@ mod tests {
         let yaml = format!("master_host: m\nsecurity:\n  tls:\n    master_key_pins: [{}]\n", KeyPin([1; 32]));
         let msg = resolve(&yaml, ConfigArgs::default(), &[]).unwrap_err().to_string();
         assert!(msg.contains("security.tls.master_key_pins"), "{msg}");
+    }
+
+    /// skip_verify with a pin: key-pin mode, where the pin is what authenticates the master.
+    fn key_pin_yaml(pins: &str) -> String {
+        format!(
+            "master_host: m\nsecurity:\n  tls:\n    enabled: true\n    skip_verify: true\n    master_key_pins:{pins}\n"
+        )
+    }
+
+    #[test]
+    fn a_pin_list_without_a_pin_never_drops_key_pins() {
+        let pin = KeyPin([0xAA; 32]).to_string();
+        let yaml = key_pin_yaml(&format!(" [{pin}]"));
+        assert_eq!(resolve(&yaml, ConfigArgs::default(), &[]).unwrap().mode_name(), "key-pin");
+        let env = |v: &'static str| [("DET_SECURITY_TLS_MASTER_KEY_PINS", v)];
+        let flag = |v: &str| ConfigArgs { security_tls_master_key_pins: Some(v.to_owned()), ..ConfigArgs::default() };
+        let expected = "one or more key pins (sha256:..., as the key pin lines of `det-agent check`)";
+        for (args, env, found, unset) in [
+            (
+                ConfigArgs::default(),
+                env(" "),
+                "set by $DET_SECURITY_TLS_MASTER_KEY_PINS) is blank (\" \")",
+                "unset $DET_SECURITY_TLS_MASTER_KEY_PINS to leave it unset (an empty variable counts as unset)",
+            ),
+            (
+                ConfigArgs::default(),
+                env(","),
+                "set by $DET_SECURITY_TLS_MASTER_KEY_PINS) holds no pin (\",\")",
+                "unset $DET_SECURITY_TLS_MASTER_KEY_PINS to leave it unset (an empty variable counts as unset)",
+            ),
+            (
+                ConfigArgs::default(),
+                env(" , ,"),
+                "set by $DET_SECURITY_TLS_MASTER_KEY_PINS) holds no pin (\" , ,\")",
+                "unset $DET_SECURITY_TLS_MASTER_KEY_PINS to leave it unset (an empty variable counts as unset)",
+            ),
+            (
+                flag(""),
+                env(""),
+                "set by --security-tls-master-key-pins) is empty",
+                "drop --security-tls-master-key-pins to leave it unset",
+            ),
+            (
+                flag(","),
+                env(""),
+                "set by --security-tls-master-key-pins) holds no pin (\",\")",
+                "drop --security-tls-master-key-pins to leave it unset",
+            ),
+        ] {
+            let msg = resolve(&yaml, args, &env).unwrap_err().to_string();
+            assert_eq!(
+                msg,
+                format!("security.tls.master_key_pins ({found}; an option that is set must have a value, and det-agent never reads a blank one as \"not set\". Set it to {expected}, or {unset}")
+            );
+        }
+        let in_file = "set in /etc/determined/agent.yaml";
+        let delete = "delete the master_key_pins key from /etc/determined/agent.yaml to leave it unset";
+        for (pins, found) in [
+            (" []", "holds no pin (an empty list)"),
+            (" [\"\"]", "holds no pin (its one entry is empty)"),
+            (" [\" \", \"\"]", "holds no pin (all 2 entries are empty)"),
+            ("", NULL_FOUND),
+            (" ~", NULL_FOUND),
+        ] {
+            let msg = resolve(&key_pin_yaml(pins), ConfigArgs::default(), &[]).unwrap_err().to_string();
+            assert_eq!(
+                msg,
+                format!("security.tls.master_key_pins ({in_file}) {found}; an option that is set must have a value, and det-agent never reads a blank one as \"not set\". Set it to {expected}, or {delete}"),
+                "{pins:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_empty_pin_entry_is_named_by_its_position_not_skipped() {
+        let (a, b) = (KeyPin([0xAA; 32]), KeyPin([0xBB; 32]));
+        let commas = "two commas in a row, or one at an end; remove the extra comma, or put the missing pin there";
+        for (text, position) in
+            [(format!("{a},,{b}"), "2 of 3"), (format!("{a},"), "2 of 2"), (format!(",{a}"), "1 of 2")]
+        {
+            let env = [("DET_SECURITY_TLS_MASTER_KEY_PINS", text.as_str())];
+            let msg = resolve(&key_pin_yaml(&format!(" [{a}]")), ConfigArgs::default(), &env).unwrap_err().to_string();
+            assert_eq!(
+                msg,
+                format!("security.tls.master_key_pins (set by $DET_SECURITY_TLS_MASTER_KEY_PINS): {text:?} is not valid: entry {position} is empty ({commas})")
+            );
+        }
+        let msg = resolve(&key_pin_yaml(&format!(" [{a}, \"\"]")), ConfigArgs::default(), &[]).unwrap_err().to_string();
+        assert_eq!(
+            msg,
+            "security.tls.master_key_pins (set in /etc/determined/agent.yaml): \"\" is not valid: entry 2 of 2 is empty (remove it from the list, or put the missing pin there)"
+        );
+    }
+
+    #[test]
+    fn a_security_key_without_a_value_is_an_error_not_unset() {
+        // As a template writes `key: ${VAR}` when VAR is unset or empty.
+        let base = "master_host: m\nsecurity:\n  tls:\n";
+        for (key, rest, expected) in [
+            ("enabled", "", "true or false"),
+            ("skip_verify", "    enabled: true\n", "true or false"),
+            (
+                "master_cert",
+                "    enabled: true\n",
+                "the path of a PEM file holding the master's certificate or its chain",
+            ),
+            ("master_cert_name", "    enabled: true\n", "a DNS name the master's certificate carries"),
+            ("client_cert", "    enabled: true\n", "the path of the client certificate's PEM file"),
+            ("client_key", "    enabled: true\n", "the path of the client certificate's private key"),
+        ] {
+            for null in ["", " ~", " null"] {
+                let yaml = format!("{base}{rest}    {key}:{null}\n");
+                let msg = resolve(&yaml, ConfigArgs::default(), &[]).unwrap_err().to_string();
+                assert_eq!(
+                    msg,
+                    format!("security.tls.{key} (set in /etc/determined/agent.yaml) {NULL_FOUND}; an option that is set must have a value, and det-agent never reads a blank one as \"not set\". Set it to {expected}, or delete the {key} key from /etc/determined/agent.yaml to leave it unset"),
+                    "{yaml}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_blank_path_or_name_in_the_file_is_an_error() {
+        let base = "master_host: m\nsecurity:\n  tls:\n    enabled: true\n";
+        for key in ["master_cert", "master_cert_name", "client_cert", "client_key"] {
+            for (value, found) in [("\"\"", "is empty"), ("\"  \"", "is blank (\"  \")")] {
+                let yaml = format!("{base}    {key}: {value}\n");
+                let msg = resolve(&yaml, ConfigArgs::default(), &[]).unwrap_err().to_string();
+                assert!(
+                    msg.starts_with(&format!("security.tls.{key} (set in /etc/determined/agent.yaml) {found}; ")),
+                    "{msg}"
+                );
+            }
+        }
+        // Not "the file's own folder".
+        let msg = resolve("master_host: m\nfluent:\n  config_dir: \"\"\n", ConfigArgs::default(), &[]).unwrap_err();
+        assert!(
+            msg.to_string().starts_with("fluent.config_dir (set in /etc/determined/agent.yaml) is empty; "),
+            "{msg}"
+        );
+        // A string where a boolean belongs is the parser's error, with its line.
+        let msg = resolve(&format!("{base}    skip_verify: \"\"\n"), ConfigArgs::default(), &[]).unwrap_err();
+        assert_eq!(
+            msg.to_string(),
+            "/etc/determined/agent.yaml: security.tls.skip_verify: invalid type: string \"\", expected a boolean at line 5 column 18"
+        );
+    }
+
+    #[test]
+    fn a_blank_flag_or_whitespace_variable_is_an_error_for_every_option() {
+        let yaml = "master_host: m\n";
+        type Field = fn(&mut ConfigArgs) -> &mut Option<String>;
+        let flags: [(&Opt, Field); 10] = [
+            (&TLS_ENABLED, |a| &mut a.security_tls_enabled),
+            (&SKIP_VERIFY, |a| &mut a.security_tls_skip_verify),
+            (&MASTER_CERT, |a| &mut a.security_tls_master_cert),
+            (&CERT_NAME, |a| &mut a.security_tls_master_cert_name),
+            (&KEY_PINS, |a| &mut a.security_tls_master_key_pins),
+            (&CLIENT_CERT, |a| &mut a.security_tls_client_cert),
+            (&CLIENT_KEY, |a| &mut a.security_tls_client_key),
+            (&MASTER_HOST, |a| &mut a.master_host),
+            (&MASTER_PORT, |a| &mut a.master_port),
+            (&FLUENT_DIR, |a| &mut a.fluent_config_dir),
+        ];
+        for (opt, field) in flags {
+            for value in ["", " ", "\t\n"] {
+                let mut args = ConfigArgs::default();
+                *field(&mut args) = Some(value.to_owned());
+                let msg = resolve(yaml, args, &[]).unwrap_err().to_string();
+                let found = if value.is_empty() { "is empty".to_owned() } else { format!("is blank ({value:?})") };
+                assert_eq!(
+                    msg,
+                    format!("{} (set by {}) {found}; an option that is set must have a value, and det-agent never reads a blank one as \"not set\". Set it to {}, or drop {} to leave it unset", opt.key, opt.flag, opt.value, opt.flag)
+                );
+            }
+            let msg = resolve(yaml, ConfigArgs::default(), &[(opt.env, "  ")]).unwrap_err().to_string();
+            assert!(msg.starts_with(&format!("{} (set by ${}) is blank (\"  \"); ", opt.key, opt.env)), "{msg}");
+            // Exactly empty: unset, as shells and systemd unset a variable.
+            let cfg = resolve(yaml, ConfigArgs::default(), &[(opt.env, "")]);
+            assert!(cfg.is_ok(), "{}: {}", opt.env, cfg.unwrap_err());
+        }
+    }
+
+    #[test]
+    fn check_and_run_refuse_a_trust_store_others_can_write() {
+        use std::os::unix::fs::PermissionsExt;
+        let home = tempfile::tempdir().unwrap();
+        let store = crate::trust::Store::at(home.path().join("determined/certs.json"));
+        let url = crate::trust::MasterUrl::parse("https://m.example.com:8443").unwrap();
+        store.put(&url, &crate::dev_master::fixtures::certs("master.pem")).unwrap();
+        let yaml = "master_host: m.example.com\nsecurity:\n  tls:\n    enabled: true\n";
+        let env = [("XDG_CONFIG_HOME", home.path().to_str().unwrap())];
+        assert_eq!(resolve(yaml, ConfigArgs::default(), &env).unwrap().mode_name(), "pinned");
+        std::fs::set_permissions(store.path(), std::fs::Permissions::from_mode(0o666)).unwrap();
+        let msg = resolve(yaml, ConfigArgs::default(), &env).unwrap_err().to_string();
+        let p = store.path().display();
+        assert!(
+            msg.starts_with(&format!(
+                "trust store {p} is writable by its group and by every user (mode 0666, owner uid "
+            )) && msg.contains(&format!("run `chmod go-w {p}`")),
+            "{msg}"
+        );
     }
 
     #[test]
@@ -915,6 +1328,84 @@ mod tests {
         assert!(resolve("master_host: m\nagent_reconnect_backoff: -1\n", ConfigArgs::default(), &[]).is_err());
         let cfg = resolve("master_host: m\nagent_reconnect_backoff: 2.5\n", ConfigArgs::default(), &[]).unwrap();
         assert_eq!(cfg.agent_reconnect_backoff, Duration::from_millis(2500));
+    }
+
+    #[test]
+    fn a_deeply_nested_file_is_refused_before_it_is_parsed() {
+        let path = Path::new("/etc/determined/agent.yaml");
+        let levels = 100_000;
+        let yaml = format!("master_host: {}{}\n", "[".repeat(levels), "]".repeat(levels));
+        let err = parse_file(&yaml, path).unwrap_err();
+        assert!(matches!(err, ConfigError::TooNested { line: 1, column: 78, limit: 64, .. }), "{err}");
+        assert_eq!(
+            err.to_string(),
+            "/etc/determined/agent.yaml: line 1, column 78 holds the 65th '[' or '{' of the file, over the limit of 64: \
+             each can open a nested YAML flow collection, and parsing slows down with every level nested. agent.yaml \
+             needs a few at most (master_key_pins: [a, b]); remove the extra brackets, or write lists as \"- item\" lines"
+        );
+        // Flow mappings count too, and so does a bracket in a comment or a string: the
+        // bound must hold whatever the quoting.
+        let mappings = format!("master_host: m\n# {}\nagent_id: \"{}\"\n", "{".repeat(40), "[".repeat(25));
+        assert!(matches!(
+            parse_file(&mappings, path),
+            Err(ConfigError::TooNested { line: 3, column: 36, limit: 64, .. })
+        ));
+        // 64 is accepted, and then nested collections meet serde_norway's own checks.
+        let yaml = format!("master_host: m\nagent_id: \"{}\"\n", "[".repeat(64));
+        assert!(parse_file(&yaml, path).is_ok());
+        let yaml = format!("master_host: {}{}\n", "[".repeat(64), "]".repeat(64));
+        let msg = parse_file(&yaml, path).unwrap_err().to_string();
+        assert_eq!(
+            msg,
+            "/etc/determined/agent.yaml: master_host: invalid type: sequence, expected a string at line 1 column 14"
+        );
+    }
+
+    #[test]
+    fn a_file_over_1_mib_is_refused_unparsed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.yaml");
+        let padding = "#".repeat(1 << 20);
+        std::fs::write(&path, format!("master_host: m\n{padding}")).unwrap();
+        let args = ConfigArgs { config: Some(path.clone()), ..ConfigArgs::default() };
+        let err = args.load(&|_| None).unwrap_err();
+        assert!(matches!(err, ConfigError::TooLarge { limit: 1048576, .. }), "{err}");
+        assert_eq!(
+            err.to_string(),
+            format!("{}: the file is over 1 MiB (1048576 bytes), the most det-agent reads of a configuration file (a complete agent.yaml is a few KiB); check that --config names the right file", path.display())
+        );
+        // Exactly 1 MiB is read.
+        std::fs::write(&path, format!("master_host: m\n{}", &padding[15..])).unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), 1 << 20);
+        assert!(args.load(&|_| None).is_ok());
+        // An endless file is not read for ever.
+        let args = ConfigArgs { config: Some(PathBuf::from("/dev/zero")), ..ConfigArgs::default() };
+        assert!(matches!(args.load(&|_| None), Err(ConfigError::TooLarge { .. })));
+    }
+
+    #[test]
+    fn a_file_that_is_not_utf8_says_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("agent.yaml");
+        std::fs::write(&path, b"master_host: m\xff\n").unwrap();
+        let args = ConfigArgs { config: Some(path.clone()), ..ConfigArgs::default() };
+        assert_eq!(
+            args.load(&|_| None).unwrap_err().to_string(),
+            format!("{}: not UTF-8 text (byte 14 starts an invalid sequence); agent.yaml must be UTF-8 YAML, so check that this is the right file, or convert it with iconv", path.display())
+        );
+    }
+
+    #[test]
+    fn a_wrong_shape_is_named_in_words_not_rust_types() {
+        for (yaml, needle) in [
+            ("- a\n", "invalid type: sequence, expected agent.yaml's settings, as `key: value` lines"),
+            ("security: 5\n", "invalid type: integer `5`, expected the security settings (tls:)"),
+            ("security:\n  tls: [1]\n", "expected the security.tls settings (enabled, master_cert, …)"),
+            ("fluent: x\n", "expected the fluent settings (config_dir, format, listen, port, flush)"),
+        ] {
+            let msg = parse_file(yaml, Path::new("a.yaml")).unwrap_err().to_string();
+            assert!(msg.contains(needle) && !msg.contains("struct"), "{msg}");
+        }
     }
 
     #[test]

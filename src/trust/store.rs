@@ -6,11 +6,16 @@
 //! re-read the file under it, and replace it atomically, so neither tool loses the
 //! other's entries. Readers need no lock: the file is only ever replaced whole. A file
 //! that is not a JSON object of strings is an error, never reset and never trusted.
+//!
+//! Whoever can write the store decides which masters det-agent trusts. So, as OpenSSH's
+//! StrictModes does for `authorized_keys`, the file, its folder and the lock file must be
+//! owned by this user (or root) and writable by no one else; otherwise the store is
+//! neither read nor written.
 
 use std::collections::BTreeMap;
 use std::fs::{self, DirBuilder, OpenOptions};
 use std::io::{self, ErrorKind};
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use rustls_pki_types::CertificateDer;
@@ -41,9 +46,74 @@ pub enum StoreError {
     /// The file is not a JSON object mapping URLs to PEM strings.
     #[error("trust store {} is corrupt ({detail}); it must be a JSON object mapping master URLs to PEM certificates. det-agent neither trusts nor rewrites it: repair it, or move it aside and trust the master again", path.display())]
     Corrupt { path: PathBuf, detail: String },
+    /// The file, its folder or the lock file can be changed by a user other than this
+    /// one (and root): writable by its group or by everyone, or owned by someone else.
+    #[error("{} {} {} (mode {mode:04o}, owner uid {owner}); another user could change which masters det-agent trusts, so det-agent neither reads nor writes the store until this is fixed: {}, then check the stored masters with `det-agent trust --list`", what, path.display(), unsafe_problem(*.mode, *.owner, *.me), unsafe_fix(path, *.mode, *.owner, *.me))]
+    Unsafe { path: PathBuf, what: &'static str, mode: u32, owner: u32, me: u32 },
+    /// The file is larger than det-agent reads.
+    #[error("trust store {} is over 16 MiB ({limit} bytes), more than thousands of stored chains would take; det-agent neither trusts nor rewrites it: check what wrote it, then repair it, or move it aside and trust the masters again", path.display())]
+    TooLarge { path: PathBuf, limit: u64 },
     /// An entry's PEM holds no usable certificate.
     #[error("trust store {}, entry {url:?}: {detail}; forget it with `det-agent trust --forget {url}` and trust the master again", path.display())]
     BadEntry { path: PathBuf, url: String, detail: String },
+}
+
+/// The largest store read: 16 MiB. The `det` CLI sets no limit and a chain takes a few
+/// KiB, so this holds thousands of masters, and parses in milliseconds; a larger file is
+/// a mistake (or `/dev/zero`) that would otherwise take the agent's memory.
+pub const MAX_STORE_SIZE: u64 = 16 << 20;
+
+/// The parts of the store, as [`StoreError::Unsafe`] names them.
+const FILE: &str = "trust store";
+const FOLDER: &str = "trust store folder";
+const LOCK_FILE: &str = "trust store lock file";
+
+fn unsafe_problem(mode: u32, owner: u32, me: u32) -> String {
+    let mut problems = Vec::new();
+    match (mode & 0o020 != 0, mode & 0o002 != 0) {
+        (true, true) => problems.push("is writable by its group and by every user".to_owned()),
+        (true, false) => problems.push("is writable by its group".to_owned()),
+        (false, true) => problems.push("is writable by every user".to_owned()),
+        (false, false) => {}
+    }
+    if !owned_well(owner, me) {
+        problems.push(format!("is owned by uid {owner}, neither this user (uid {me}) nor root"));
+    }
+    problems.join(" and ")
+}
+
+fn unsafe_fix(path: &Path, mode: u32, owner: u32, me: u32) -> String {
+    let path = shell_word(path);
+    match (mode & 0o022 != 0, owned_well(owner, me)) {
+        (true, true) => format!("run `chmod go-w {path}`"),
+        (false, _) => format!("run `chown {me} {path}` as root"),
+        (true, false) => format!("run `chown {me} {path}` as root and `chmod go-w {path}`"),
+    }
+}
+
+fn owned_well(owner: u32, me: u32) -> bool {
+    owner == me || owner == 0
+}
+
+/// `path` as one word of a shell command.
+fn shell_word(path: &Path) -> String {
+    let text = path.to_string_lossy();
+    if !text.is_empty() && text.chars().all(|c| c.is_ascii_alphanumeric() || "/._-+,:@%=".contains(c)) {
+        text.into_owned()
+    } else {
+        format!("'{}'", text.replace('\'', "'\\''"))
+    }
+}
+
+/// The StrictModes rule: owned by this user or root, writable by no one else.
+fn check_part(path: &Path, what: &'static str, meta: &fs::Metadata) -> Result<(), StoreError> {
+    let me = rustix::process::geteuid().as_raw();
+    let (mode, owner) = (meta.mode() & 0o7777, meta.uid());
+    if mode & 0o022 == 0 && owned_well(owner, me) {
+        Ok(())
+    } else {
+        Err(StoreError::Unsafe { path: path.to_owned(), what, mode, owner, me })
+    }
 }
 
 impl Store {
@@ -70,24 +140,50 @@ impl Store {
         &self.path
     }
 
+    /// The folder that holds the file.
+    fn dir(&self) -> &Path {
+        match self.path.parent() {
+            Some(dir) if !dir.as_os_str().is_empty() => dir,
+            _ => Path::new("."),
+        }
+    }
+
+    /// Checks the folder, when it exists, against the StrictModes rule.
+    fn check_dir(&self) -> Result<(), StoreError> {
+        let dir = self.dir();
+        match fs::metadata(dir) {
+            Ok(meta) => check_part(dir, FOLDER, &meta),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(StoreError::Io { path: dir.to_owned(), source }),
+        }
+    }
+
     /// Every entry; an empty map when the file does not exist.
     ///
     /// # Errors
-    /// The file cannot be read or is corrupt.
+    /// The file cannot be read or is corrupt, or it or its folder can be changed by
+    /// another user.
     pub fn load(&self) -> Result<Entries, StoreError> {
-        let text = match fs::read_to_string(&self.path) {
-            Ok(text) => text,
+        self.check_dir()?;
+        let io = |source| StoreError::Io { path: self.path.clone(), source };
+        let file = match fs::File::open(&self.path) {
+            Ok(file) => file,
             Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Entries::new()),
-            Err(source) => return Err(StoreError::Io { path: self.path.clone(), source }),
+            Err(source) => return Err(io(source)),
         };
-        serde_json::from_str::<Entries>(&text)
+        // The opened file itself, so what is checked is what is read.
+        check_part(&self.path, FILE, &file.metadata().map_err(io)?)?;
+        let bytes = fsutil::read_limited(file, MAX_STORE_SIZE)
+            .map_err(io)?
+            .ok_or_else(|| StoreError::TooLarge { path: self.path.clone(), limit: MAX_STORE_SIZE })?;
+        serde_json::from_slice::<Entries>(&bytes)
             .map_err(|e| StoreError::Corrupt { path: self.path.clone(), detail: e.to_string() })
     }
 
     /// The chain stored for `url`, if any.
     ///
     /// # Errors
-    /// The store cannot be read, is corrupt, or the entry holds no certificate.
+    /// As [`load`](Self::load), or the entry holds no certificate.
     pub fn get(&self, url: &MasterUrl) -> Result<Option<Vec<CertificateDer<'static>>>, StoreError> {
         let key = url.store_key();
         let Some(pem) = self.load()?.remove(&key) else { return Ok(None) };
@@ -101,7 +197,8 @@ impl Store {
     /// Stores `chain` for `url`, replacing any previous entry for it.
     ///
     /// # Errors
-    /// The store cannot be locked, read or written, or is corrupt (then nothing is written).
+    /// The store cannot be locked, read or written, is corrupt, or it, its folder or its
+    /// lock file can be changed by another user (then nothing is written).
     pub fn put(&self, url: &MasterUrl, chain: &[CertificateDer<'_>]) -> Result<(), StoreError> {
         let pem = crate::pem::encode_certs(chain);
         self.update(|entries| {
@@ -136,8 +233,9 @@ impl Store {
             let path = path.to_owned();
             move |source| StoreError::Io { path, source }
         };
-        let dir = self.path.parent().unwrap_or(Path::new("."));
+        let dir = self.dir();
         DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(io_err(dir))?;
+        self.check_dir()?;
         let lock_path = self.path.with_file_name(format!(
             "{}.lock",
             self.path.file_name().map_or_else(|| "certs.json".into(), |n| n.to_string_lossy())
@@ -150,6 +248,8 @@ impl Store {
             .mode(0o600)
             .open(&lock_path)
             .map_err(io_err(&lock_path))?;
+        // Its owner could hold the lock for ever, and every writer would wait.
+        check_part(&lock_path, LOCK_FILE, &lock.metadata().map_err(io_err(&lock_path))?)?;
         // flock(2), as Python's filelock takes it; released when `lock` is dropped.
         lock.lock().map_err(io_err(&lock_path))?;
         self.remove_orphans(dir);
@@ -193,6 +293,168 @@ mod tests {
         assert!(store.forget(&url).unwrap());
         assert!(!store.forget(&url).unwrap());
         assert_eq!(store.load().unwrap().into_keys().collect::<Vec<_>>(), ["https://cli.example.com:443"]);
+    }
+
+    fn me() -> u32 {
+        rustix::process::geteuid().as_raw()
+    }
+
+    fn url() -> MasterUrl {
+        MasterUrl::parse("https://master.det.test:8443").unwrap()
+    }
+
+    fn chmod(path: &Path, mode: u32) {
+        use std::os::unix::fs::PermissionsExt;
+        fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
+    }
+
+    /// A store as `put` leaves it: folder 0700, file and lock file 0600, one entry.
+    fn store() -> (tempfile::TempDir, Store) {
+        let home = tempfile::tempdir().unwrap();
+        let store = Store::at(home.path().join("determined/certs.json"));
+        store.put(&url(), &fixtures::certs("master.pem")).unwrap();
+        (home, store)
+    }
+
+    fn lock_path(store: &Store) -> PathBuf {
+        store.path().with_file_name("certs.json.lock")
+    }
+
+    const AFTER: &str = "another user could change which masters det-agent trusts, so det-agent neither reads nor writes the store until this is fixed";
+
+    /// Every way in: reading (`check`, `run`, `trust --list`) and writing (`put`, `forget`).
+    fn refused_everywhere(store: &Store, message: &str) {
+        let before = fs::read(store.path()).unwrap();
+        assert_eq!(store.load().unwrap_err().to_string(), message);
+        assert_eq!(store.get(&url()).unwrap_err().to_string(), message);
+        assert_eq!(store.put(&url(), &fixtures::certs("ip-only.pem")).unwrap_err().to_string(), message);
+        assert_eq!(store.forget(&url()).unwrap_err().to_string(), message);
+        assert_eq!(fs::read(store.path()).unwrap(), before, "nothing written");
+    }
+
+    #[test]
+    fn a_0600_file_in_a_0700_folder_is_used() {
+        use std::os::unix::fs::PermissionsExt;
+        let (_home, store) = store();
+        let mode = |p: &Path| fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        assert_eq!(mode(store.path()), 0o600);
+        assert_eq!(mode(store.path().parent().unwrap()), 0o700);
+        assert_eq!(mode(&lock_path(&store)), 0o600);
+        assert_eq!(store.get(&url()).unwrap().unwrap(), fixtures::certs("master.pem"));
+        // Readable by others is fine: certificates are public, only writing is guarded.
+        chmod(store.path(), 0o644);
+        chmod(store.path().parent().unwrap(), 0o755);
+        assert_eq!(store.load().unwrap().len(), 1);
+        assert!(store.forget(&url()).unwrap());
+    }
+
+    #[test]
+    fn a_group_writable_file_is_neither_read_nor_written() {
+        let (_home, store) = store();
+        chmod(store.path(), 0o660);
+        let p = store.path().display();
+        refused_everywhere(&store, &format!(
+            "trust store {p} is writable by its group (mode 0660, owner uid {}); {AFTER}: run `chmod go-w {p}`, then check the stored masters with `det-agent trust --list`",
+            me()
+        ));
+    }
+
+    #[test]
+    fn a_folder_writable_by_others_is_refused() {
+        let (_home, store) = store();
+        let dir = store.path().parent().unwrap().to_owned();
+        for (mode, octal, problem) in [
+            (0o777, "0777", "is writable by its group and by every user"),
+            (0o1703, "1703", "is writable by every user"),
+            (0o770, "0770", "is writable by its group"),
+        ] {
+            chmod(&dir, mode);
+            refused_everywhere(&store, &format!(
+                "trust store folder {d} {problem} (mode {octal}, owner uid {}); {AFTER}: run `chmod go-w {d}`, then check the stored masters with `det-agent trust --list`",
+                me(),
+                d = dir.display()
+            ));
+        }
+        chmod(&dir, 0o700);
+        assert_eq!(store.load().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_lock_file_others_could_hold_is_refused_before_writing() {
+        let (_home, store) = store();
+        let lock = lock_path(&store);
+        chmod(&lock, 0o666);
+        let message = format!(
+            "trust store lock file {l} is writable by its group and by every user (mode 0666, owner uid {}); {AFTER}: run `chmod go-w {l}`, then check the stored masters with `det-agent trust --list`",
+            me(),
+            l = lock.display()
+        );
+        let before = fs::read(store.path()).unwrap();
+        assert_eq!(store.put(&url(), &fixtures::certs("ip-only.pem")).unwrap_err().to_string(), message);
+        assert_eq!(store.forget(&url()).unwrap_err().to_string(), message);
+        assert_eq!(fs::read(store.path()).unwrap(), before, "nothing written");
+        // Readers take no lock.
+        assert_eq!(store.load().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_store_owned_by_another_user_is_refused() {
+        if me() != 0 {
+            // Past libtest's capture, so it shows even when the test "passes".
+            use std::io::Write;
+            let _ = writeln!(
+                io::stderr(),
+                "\n*** SKIPPED trust::store::tests::a_store_owned_by_another_user_is_refused: only root can give a file \
+                 to another user (chown to uid 65534), and this runs as uid {}; run it as root (CI does) ***\n",
+                me()
+            );
+            return;
+        }
+        let (_home, store) = store();
+        let p = store.path().display();
+        let owned = "is owned by uid 65534, neither this user (uid 0) nor root";
+        std::os::unix::fs::chown(store.path(), Some(65534), None).unwrap();
+        refused_everywhere(&store, &format!(
+            "trust store {p} {owned} (mode 0600, owner uid 65534); {AFTER}: run `chown 0 {p}` as root, then check the stored masters with `det-agent trust --list`"
+        ));
+        chmod(store.path(), 0o664);
+        refused_everywhere(&store, &format!(
+            "trust store {p} is writable by its group and {owned} (mode 0664, owner uid 65534); {AFTER}: run `chown 0 {p}` as root and `chmod go-w {p}`, then check the stored masters with `det-agent trust --list`"
+        ));
+        // The folder, likewise; root-owned parts are accepted.
+        std::os::unix::fs::chown(store.path(), Some(0), None).unwrap();
+        chmod(store.path(), 0o600);
+        let dir = store.path().parent().unwrap().to_owned();
+        std::os::unix::fs::chown(&dir, Some(65534), None).unwrap();
+        refused_everywhere(&store, &format!(
+            "trust store folder {d} {owned} (mode 0700, owner uid 65534); {AFTER}: run `chown 0 {d}` as root, then check the stored masters with `det-agent trust --list`",
+            d = dir.display()
+        ));
+        std::os::unix::fs::chown(&dir, Some(0), None).unwrap();
+        assert_eq!(store.load().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn fix_commands_quote_paths_for_the_shell() {
+        assert_eq!(shell_word(Path::new("/home/a.b/.config/determined")), "/home/a.b/.config/determined");
+        assert_eq!(shell_word(Path::new("/home/o'neil/my certs.json")), "'/home/o'\\''neil/my certs.json'");
+    }
+
+    #[test]
+    fn a_store_over_16_mib_is_refused_unparsed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::at(dir.path().join("certs.json"));
+        let entry = format!("\"https://a:443\": \"{}\"", "A".repeat(1 << 20));
+        let big = format!("{{{}}}", vec![entry; 16].join(","));
+        assert!(big.len() as u64 > MAX_STORE_SIZE);
+        fs::write(store.path(), &big).unwrap();
+        let err = store.load().unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            format!("trust store {} is over 16 MiB (16777216 bytes), more than thousands of stored chains would take; det-agent neither trusts nor rewrites it: check what wrote it, then repair it, or move it aside and trust the masters again", store.path().display())
+        );
+        assert!(matches!(store.put(&url(), &fixtures::certs("master.pem")), Err(StoreError::TooLarge { .. })));
+        assert_eq!(fs::read_to_string(store.path()).unwrap(), big, "left alone");
     }
 
     #[test]
