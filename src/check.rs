@@ -273,11 +273,11 @@ impl Report {
         let pinned_keys: Vec<String> =
             chain.iter().filter(|c| tls.master_key_pins.contains(&c.key_pin)).map(|c| c.key_pin.to_string()).collect();
         match (&tls.trust, tls.master_key_pins.is_empty()) {
-            (crate::Trust::SkipVerify, false) => ok(format!(
+            (crate::config::Trust::SkipVerify, false) => ok(format!(
                 "master authenticated by its pinned key {} (skip_verify: chain and name not checked)",
                 pinned_keys.join(", ")
             )),
-            (crate::Trust::SkipVerify, true) => ok(format!(
+            (crate::config::Trust::SkipVerify, true) => ok(format!(
                 "accepted WITHOUT verification (skip_verify); the master presented sha256 {}",
                 chain.first().map(|c| c.sha256.to_string()).unwrap_or_default()
             )),

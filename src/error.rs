@@ -1,12 +1,14 @@
-//! Errors a user can cause before any byte goes over the network: configuration and the
-//! certificate and key files it names.
+//! Errors a user can cause before any byte goes over the network: configuration, the
+//! certificate and key files it names, and the trust store. A leaf: it depends on no
+//! other module but `text`, so every layer can use these types.
 //!
 //! Every message names what was wrong (the option, where its value came from, the file),
 //! what was found, and how to fix it. Causes are written into the message rather than
 //! chained through `source()`, so a printed error never repeats itself.
 
 use std::fmt;
-use std::path::PathBuf;
+use std::io;
+use std::path::{Path, PathBuf};
 
 /// Where a configuration value came from, so an error can point at the right place.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -62,7 +64,7 @@ pub enum PemError {
     #[error("{}: the private key is encrypted; decrypt it once with `openssl pkey -in {} -out KEY.pem` and point the option at the result", path.display(), path.display())]
     EncryptedKey { path: PathBuf },
     /// The file is larger than any certificate chain or key, and is not read further.
-    #[error("{}: the file is over {} ({limit} bytes), far more than a certificate chain or a private key (a few KiB); check that the option names the right file", path.display(), crate::pem::MAX_FILE_SIZE_TEXT)]
+    #[error("{}: the file is over {} ({limit} bytes), far more than a certificate chain or a private key (a few KiB); check that the option names the right file", path.display(), crate::text::bytes(*.limit))]
     TooLarge { path: PathBuf, limit: u64 },
     /// PEM framing or base64 is broken.
     #[error("{}: malformed PEM: {detail}; copy the PEM text again, from its -----BEGIN line to its -----END line", path.display())]
@@ -92,7 +94,7 @@ pub enum ConfigError {
     #[error("cannot read configuration file {}: {source}", path.display())]
     Read { path: PathBuf, source: std::io::Error },
     /// The configuration file is larger than det-agent reads.
-    #[error("{}: the file is over {} ({limit} bytes), the most det-agent reads of a configuration file (a complete agent.yaml is a few KiB); check that --config names the right file", path.display(), crate::config::MAX_CONFIG_SIZE_TEXT)]
+    #[error("{}: the file is over {} ({limit} bytes), the most det-agent reads of a configuration file (a complete agent.yaml is a few KiB); check that --config names the right file", path.display(), crate::text::bytes(*.limit))]
     TooLarge { path: PathBuf, limit: u64 },
     /// The configuration file holds more `[` and `{` than det-agent parses: each may open
     /// a nested YAML flow collection, and the YAML scanner slows down with every level
@@ -135,7 +137,7 @@ pub enum ConfigError {
     File { option: &'static str, origin: Origin, error: PemError },
     /// The trust store (`det-agent trust`) cannot be read.
     #[error("{0}")]
-    TrustStore(crate::trust::StoreError),
+    TrustStore(StoreError),
     /// The client key does not belong to the client certificate.
     #[error("security.tls.client_key {} does not match the public key of security.tls.client_cert {} ({detail}); use the key that was generated with this certificate", key.display(), cert.display())]
     ClientKeyMismatch { cert: PathBuf, key: PathBuf, detail: String },
@@ -156,4 +158,79 @@ fn unset_hint(option: &str, origin: &Origin) -> String {
 
 fn list(items: &[String]) -> String {
     items.join(", ")
+}
+
+/// A store that cannot be read or written.
+#[derive(Debug, thiserror::Error)]
+#[allow(missing_docs)] // Variants are documented; fields name themselves.
+#[non_exhaustive]
+pub enum StoreError {
+    /// Neither XDG_CONFIG_HOME nor HOME is set.
+    #[error("cannot find the trust store: neither XDG_CONFIG_HOME nor HOME is set")]
+    NoLocation,
+    /// The file or its folder cannot be read or written.
+    #[error("trust store {}: {source}", path.display())]
+    Io { path: PathBuf, source: io::Error },
+    /// The file is not a JSON object mapping URLs to PEM strings.
+    #[error("trust store {} is corrupt ({detail}); it must be a JSON object mapping master URLs to PEM certificates. det-agent neither trusts nor rewrites it: repair it, or move it aside and trust the master again", path.display())]
+    Corrupt { path: PathBuf, detail: String },
+    /// The file, its folder or the lock file can be changed by a user other than this
+    /// one (and root): writable by its group or by everyone, or owned by someone else.
+    #[error("{} {} {} (mode {mode:04o}, owner uid {owner}); another user could change which masters det-agent trusts, so det-agent neither reads nor writes the store until this is fixed: {}, then check the stored masters with `det-agent trust --list`", what, path.display(), unsafe_problem(*.mode, *.owner, *.me), unsafe_fix(path, *.mode, *.owner, *.me))]
+    Unsafe { path: PathBuf, what: &'static str, mode: u32, owner: u32, me: u32 },
+    /// The file is larger than det-agent reads.
+    #[error("trust store {} is over 16 MiB ({limit} bytes), more than thousands of stored chains would take; det-agent neither trusts nor rewrites it: check what wrote it, then repair it, or move it aside and trust the masters again", path.display())]
+    TooLarge { path: PathBuf, limit: u64 },
+    /// An entry's PEM holds no usable certificate.
+    #[error("trust store {}, entry {url:?}: {detail}; forget it with `det-agent trust --forget {url}` and trust the master again", path.display())]
+    BadEntry { path: PathBuf, url: String, detail: String },
+}
+
+fn unsafe_problem(mode: u32, owner: u32, me: u32) -> String {
+    let mut problems = Vec::new();
+    match (mode & 0o020 != 0, mode & 0o002 != 0) {
+        (true, true) => problems.push("is writable by its group and by every user".to_owned()),
+        (true, false) => problems.push("is writable by its group".to_owned()),
+        (false, true) => problems.push("is writable by every user".to_owned()),
+        (false, false) => {}
+    }
+    if !owned_well(owner, me) {
+        problems.push(format!("is owned by uid {owner}, neither this user (uid {me}) nor root"));
+    }
+    problems.join(" and ")
+}
+
+fn unsafe_fix(path: &Path, mode: u32, owner: u32, me: u32) -> String {
+    let path = shell_word(path);
+    match (mode & 0o022 != 0, owned_well(owner, me)) {
+        (true, true) => format!("run `chmod go-w {path}`"),
+        (false, _) => format!("run `chown {me} {path}` as root"),
+        (true, false) => format!("run `chown {me} {path}` as root and `chmod go-w {path}`"),
+    }
+}
+
+/// The StrictModes rule on owners: this user, or root.
+pub(crate) fn owned_well(owner: u32, me: u32) -> bool {
+    owner == me || owner == 0
+}
+
+/// `path` as one word of a shell command.
+fn shell_word(path: &Path) -> String {
+    let text = path.to_string_lossy();
+    if !text.is_empty() && text.chars().all(|c| c.is_ascii_alphanumeric() || "/._-+,:@%=".contains(c)) {
+        text.into_owned()
+    } else {
+        format!("'{}'", text.replace('\'', "'\\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fix_commands_quote_paths_for_the_shell() {
+        assert_eq!(shell_word(Path::new("/home/a.b/.config/determined")), "/home/a.b/.config/determined");
+        assert_eq!(shell_word(Path::new("/home/o'neil/my certs.json")), "'/home/o'\\''neil/my certs.json'");
+    }
 }

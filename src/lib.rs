@@ -1,40 +1,56 @@
 //! det-agent connects a compute node to a Determined master over TLS, trusting the master
-//! exactly as configured.
+//! exactly as configured, and keeps that connection alive.
 //!
-//! The layers, from the bottom: [`config`] turns `agent.yaml`, environment variables and
-//! flags into a checked [`Config`]; [`pem`] and [`x509`] read certificate files and say
-//! what a certificate contains; [`tls`] holds the master verifier and builds rustls
-//! client configurations; [`check`] dials the master once and reports what happened;
-//! [`link`] and [`daemon`] keep the verified websocket to the master up, and [`metrics`]
-//! serves what they record to Prometheus; [`fluent_bit`]
-//! writes a log shipper configuration that trusts the master the same way;
-//! [`notify`] tells systemd how the daemon is doing (sd_notify);
-//! [`dev_master`] is a test double of the master for the demo, tests and benches.
+//! The crate is layered; each module imports only from the layers below it (checked by
+//! `tests/layers.rs`), bottom first:
+//!
+//! 1. Leaves: [`text`] (untrusted text made safe to show), `fsutil` (atomic files,
+//!    bounded reads), [`backoff`] (the reconnect schedule), [`x509`] (what a certificate
+//!    says), [`host`] (master addresses), [`crypto`] (the TLS provider), the error types
+//!    ([`ConfigError`], [`PemError`], [`StoreError`]), [`devices`] (what the node offers)
+//!    and [`notify`] (systemd's sd_notify).
+//! 2. Files: [`pem`] reads certificates and keys; [`store`] is the trust-on-first-use
+//!    store shared with the `det` CLI, and its master addresses.
+//! 3. [`config`]: `agent.yaml`, environment and flags, checked into a [`Config`].
+//! 4. [`tls`]: the master verifier and the TLS client; [`dial`]: the one way every
+//!    command reaches the master (addresses, proxy, TLS).
+//! 5. [`link`]: the registered websocket to `/agents`; [`check`]: one dial, explained.
+//! 6. What `det-agent run` is made of: [`metrics`], [`fluent_bit`], [`trust`] (the
+//!    `trust` command), [`task_env`], and [`daemon`] itself.
+//! 7. [`dev_master`], a test double of the master, and [`demo`].
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-pub mod config;
-pub mod daemon;
-
 pub mod backoff;
-pub mod check;
-pub mod demo;
-pub mod dev_master;
+pub mod crypto;
 pub mod devices;
-pub mod dial;
 mod error;
-pub mod fluent_bit;
 mod fsutil;
-pub mod link;
-pub mod metrics;
+pub mod host;
 pub mod notify;
-pub mod pem;
-pub mod task_env;
 pub mod text;
-pub mod tls;
-pub mod trust;
 pub mod x509;
 
+pub mod pem;
+pub mod store;
+
+pub mod config;
+
+pub mod dial;
+pub mod tls;
+
+pub mod check;
+pub mod link;
+
+pub mod daemon;
+pub mod fluent_bit;
+pub mod metrics;
+pub mod task_env;
+pub mod trust;
+
+pub mod demo;
+pub mod dev_master;
+
 pub use config::{Config, ConfigArgs, Host, TlsConfig, Trust};
-pub use error::{ConfigError, Origin, PemError};
+pub use error::{ConfigError, Origin, PemError, StoreError};

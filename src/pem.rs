@@ -12,7 +12,6 @@ use crate::error::PemError;
 /// The largest certificate or key file read: 1 MiB, hundreds of times a real chain or key,
 /// and more than the system CA bundle (about 220 KiB) someone may point `master_cert` at.
 pub const MAX_FILE_SIZE: u64 = 1 << 20;
-pub(crate) const MAX_FILE_SIZE_TEXT: &str = "1 MiB";
 
 /// Reads every certificate in a PEM file, in file order.
 ///

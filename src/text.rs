@@ -59,6 +59,15 @@ pub fn quoted(text: &str) -> String {
     format!("\"{}\"", escape(text).replace('"', "\\\""))
 }
 
+/// A size for people: `1 MiB`, `16 KiB`, `300 bytes`.
+pub fn bytes(n: u64) -> String {
+    match n {
+        n if n >= 1 << 20 && n % (1 << 20) == 0 => format!("{} MiB", n >> 20),
+        n if n >= 1 << 10 && n % (1 << 10) == 0 => format!("{} KiB", n >> 10),
+        n => format!("{n} bytes"),
+    }
+}
+
 /// A duration for people: `10 s`, `1.5 s`, `250 ms`.
 pub fn seconds(d: std::time::Duration) -> String {
     if d < std::time::Duration::from_secs(1) {

@@ -360,7 +360,7 @@ proptest! {
         }
         match Host::parse(&text) {
             Ok(host) => prop_assert_eq!(Host::parse(&host.to_string()), Ok(host)),
-            Err(err) => explained(&err, &["expected"], text.as_bytes())?,
+            Err(err) => explained(&err.to_string(), &["expected"], text.as_bytes())?,
         }
     }
 

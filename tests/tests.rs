@@ -10,6 +10,7 @@ mod fluent_bit;
 mod hostile_input;
 mod interop;
 mod key_pins;
+mod layers;
 mod link;
 mod matrix;
 mod metrics;

@@ -12,9 +12,9 @@ use std::time::Duration;
 
 use rustls_pki_types::{CertificateDer, DnsName, PrivateKeyDer, ServerName};
 
+pub use crate::host::{authority, Host, HostError};
 use crate::x509::KeyPin;
 
-pub(crate) use sources::MAX_CONFIG_SIZE_TEXT;
 pub use sources::{ConfigArgs, DEFAULT_CONFIG_PATH, MAX_CONFIG_SIZE, MAX_FLOW_BRACKETS};
 
 /// The master's TLS port when TLS is on (the master's own default).
@@ -65,7 +65,7 @@ impl Config {
             agent_reconnect_attempts: 0,
             agent_reconnect_backoff: Duration::from_secs(5),
             agent_reconnect_backoff_max: crate::backoff::DEFAULT_CAP,
-            max_message_size: crate::link::DEFAULT_MAX_MESSAGE_SIZE,
+            max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             tls,
             fluent: FluentConfig::default(),
         }
@@ -95,7 +95,7 @@ pub struct FluentConfig {
     /// after every SIGHUP reload.
     pub config_dir: Option<PathBuf>,
     /// The configuration format written.
-    pub format: crate::fluent_bit::Format,
+    pub format: FluentFormat,
     /// Address of Fluent Bit's `forward` input, where tasks send their logs.
     pub listen: IpAddr,
     /// Port of the `forward` input (Determined's `fluent.port`).
@@ -104,6 +104,41 @@ pub struct FluentConfig {
     pub flush_secs: u32,
 }
 
+/// Fluent Bit's two configuration formats.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum FluentFormat {
+    /// `[SECTION]` blocks of `Key value` lines (`fluent-bit.conf`).
+    Classic,
+    /// YAML (`fluent-bit.yaml`; Fluent Bit needs the .yaml extension to read it as YAML).
+    Yaml,
+}
+
+impl FluentFormat {
+    /// The file name this format is written to.
+    pub fn file_name(self) -> &'static str {
+        match self {
+            FluentFormat::Classic => "fluent-bit.conf",
+            FluentFormat::Yaml => "fluent-bit.yaml",
+        }
+    }
+}
+
+impl std::str::FromStr for FluentFormat {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "classic" => Ok(FluentFormat::Classic),
+            "yaml" => Ok(FluentFormat::Yaml),
+            _ => Err("expected classic or yaml".to_owned()),
+        }
+    }
+}
+
+/// The largest message accepted from the master by default: the master's own limit
+/// (Determined's master/pkg/ws/ws.go `maxMessageSize`, 128 MiB).
+pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 128 << 20;
+
 /// Fluent Bit's own default for the `forward` input.
 pub const DEFAULT_FLUENT_PORT: u16 = 24224;
 
@@ -111,78 +146,11 @@ impl Default for FluentConfig {
     fn default() -> Self {
         FluentConfig {
             config_dir: None,
-            format: crate::fluent_bit::Format::Classic,
+            format: FluentFormat::Classic,
             listen: IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
             port: DEFAULT_FLUENT_PORT,
             flush_secs: 1,
         }
-    }
-}
-
-/// A master address: a DNS name or an IP literal.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Host {
-    /// A DNS name, checked for syntax.
-    Dns(DnsName<'static>),
-    /// An IPv4 or IPv6 literal.
-    Ip(IpAddr),
-}
-
-impl Host {
-    /// Parses a host as written in configuration: a DNS name, an IP literal, or a
-    /// bracketed IPv6 literal.
-    ///
-    /// # Errors
-    /// A description of the expected form, with a hint for the usual mistakes (a URL, a
-    /// port, whitespace).
-    pub fn parse(text: &str) -> Result<Host, String> {
-        if text.is_empty() {
-            return Err("expected a DNS name or an IP address, got an empty value".to_owned());
-        }
-        if text.contains("://") {
-            return Err(
-                "expected a bare host name or IP address, not a URL; drop the scheme and put the port in master_port"
-                    .to_owned(),
-            );
-        }
-        let unbracketed = text.strip_prefix('[').and_then(|t| t.strip_suffix(']')).unwrap_or(text);
-        if let Ok(ip) = unbracketed.parse::<IpAddr>() {
-            return Ok(Host::Ip(ip));
-        }
-        if let Some((host, port)) = text.rsplit_once(':') {
-            if !host.contains(':') && port.parse::<u16>().is_ok() {
-                return Err(format!("expected a host without a port; use {host:?} and put {port} in master_port"));
-            }
-        }
-        match DnsName::try_from(text.to_owned()) {
-            Ok(name) => Ok(Host::Dns(name)),
-            Err(_) => Err("expected a DNS name (letters, digits, '-' and '.') or an IP address".to_owned()),
-        }
-    }
-
-    /// The name to verify when this host is dialed without `master_cert_name`.
-    pub fn server_name(&self) -> ServerName<'static> {
-        match self {
-            Host::Dns(name) => ServerName::DnsName(name.clone()),
-            Host::Ip(ip) => ServerName::IpAddress((*ip).into()),
-        }
-    }
-}
-
-impl fmt::Display for Host {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Host::Dns(name) => f.write_str(name.as_ref()),
-            Host::Ip(ip) => write!(f, "{ip}"),
-        }
-    }
-}
-
-/// `host:port`, an IPv6 literal bracketed.
-pub fn authority(host: &Host, port: u16) -> String {
-    match host {
-        Host::Ip(IpAddr::V6(ip)) => format!("[{ip}]:{port}"),
-        other => format!("{other}:{port}"),
     }
 }
 
@@ -319,7 +287,7 @@ impl ClientIdentity {
     ///
     /// # Errors
     /// Either file cannot be used, or the key does not belong to the certificate.
-    pub fn load(cert_path: &std::path::Path, key_path: &std::path::Path) -> Result<Self, crate::ConfigError> {
+    pub fn load(cert_path: &std::path::Path, key_path: &std::path::Path) -> Result<Self, crate::error::ConfigError> {
         sources::load_client_identity(cert_path, key_path, crate::error::Origin::Api, crate::error::Origin::Api)
     }
 
@@ -342,18 +310,6 @@ impl fmt::Debug for ClientIdentity {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn hosts_parse_with_helpful_errors() {
-        assert_eq!(Host::parse("10.0.0.5").unwrap(), Host::Ip("10.0.0.5".parse().unwrap()));
-        assert_eq!(Host::parse("[::1]").unwrap(), Host::Ip("::1".parse().unwrap()));
-        assert_eq!(Host::parse("fe80::1").unwrap(), Host::Ip("fe80::1".parse().unwrap()));
-        assert!(matches!(Host::parse("master.example.com").unwrap(), Host::Dns(_)));
-        assert!(Host::parse("https://m.example.com").unwrap_err().contains("not a URL"));
-        assert!(Host::parse("m.example.com:8443").unwrap_err().contains("put 8443 in master_port"));
-        assert!(Host::parse("bad host").is_err());
-        assert!(Host::parse("").is_err());
-    }
 
     #[test]
     fn name_override_wins_over_dialed_ip() {

@@ -11,11 +11,11 @@ use std::time::Duration;
 use rustls_pki_types::DnsName;
 use serde::Deserialize;
 
+use super::FluentFormat as Format;
 use super::{
     ClientIdentity, Config, FluentConfig, Host, PinnedCerts, TlsConfig, Trust, DEFAULT_PLAIN_PORT, DEFAULT_TLS_PORT,
 };
 use crate::error::{ConfigError, Origin};
-use crate::fluent_bit::Format;
 use crate::pem;
 use crate::x509::KeyPin;
 
@@ -26,7 +26,6 @@ pub const DEFAULT_CONFIG_PATH: &str = "/etc/determined/agent.yaml";
 /// (agent.yaml.example is under 5 KiB), small enough that even a hostile file is
 /// parsed in a fraction of a second (with at most [`MAX_FLOW_BRACKETS`] brackets).
 pub const MAX_CONFIG_SIZE: u64 = 1 << 20;
-pub(crate) const MAX_CONFIG_SIZE_TEXT: &str = "1 MiB";
 
 /// The most `[` and `{` a configuration file may hold. Each can open a YAML flow
 /// collection, and libyaml's scanner (under serde_norway) walks one entry per open level
@@ -494,13 +493,15 @@ impl Resolver<'_> {
         let ftls = file.security.and_then(|s| s.tls).unwrap_or_default();
 
         let master_host = self
-            .pick_parsed(&MASTER_HOST, &a.master_host, file.master_host, Host::parse)?
+            .pick_parsed(&MASTER_HOST, &a.master_host, file.master_host, |s| Host::parse(s).map_err(|e| e.to_string()))?
             .ok_or(ConfigError::Missing { option: MASTER_HOST.key, flag: MASTER_HOST.flag, env: MASTER_HOST.env })?;
         let master_port = self.pick_parsed(&MASTER_PORT, &a.master_port, file.master_port, parse_port)?;
         let agent_id = self.pick_parsed(&AGENT_ID, &a.agent_id, file.agent_id, parse_label)?;
         let resource_pool = self.pick_parsed(&RESOURCE_POOL, &a.resource_pool, file.resource_pool, parse_label)?;
         let container_master_host =
-            self.pick_parsed(&CONTAINER_HOST, &a.container_master_host, file.container_master_host, Host::parse)?;
+            self.pick_parsed(&CONTAINER_HOST, &a.container_master_host, file.container_master_host, |s| {
+                Host::parse(s).map_err(|e| e.to_string())
+            })?;
         let container_master_port =
             self.pick_parsed(&CONTAINER_PORT, &a.container_master_port, file.container_master_port, parse_port)?;
         let attempts = self.pick(&ATTEMPTS, &a.agent_reconnect_attempts, file.agent_reconnect_attempts, |s| {
@@ -612,7 +613,7 @@ impl Resolver<'_> {
             agent_reconnect_attempts: attempts.map_or(0, |s| s.value),
             agent_reconnect_backoff: backoff,
             agent_reconnect_backoff_max: backoff_max,
-            max_message_size: max_message_size.map_or(crate::link::DEFAULT_MAX_MESSAGE_SIZE, |s| s.value),
+            max_message_size: max_message_size.map_or(super::DEFAULT_MAX_MESSAGE_SIZE, |s| s.value),
             tls,
             fluent,
         })
@@ -622,8 +623,8 @@ impl Resolver<'_> {
     /// when neither master_cert nor skip_verify is set. No store location (no HOME) means
     /// no entry; a corrupt store is an error, never a silent fallback to CA mode.
     fn stored_chain(&self, host: &Host, port: u16) -> Result<Option<PinnedCerts>, ConfigError> {
-        let Ok(store) = crate::trust::Store::locate(self.env) else { return Ok(None) };
-        let url = crate::trust::MasterUrl::for_agent(host, port, true);
+        let Ok(store) = crate::store::Store::locate(self.env) else { return Ok(None) };
+        let url = crate::store::MasterUrl::for_agent(host, port, true);
         let certs = store.get(&url).map_err(ConfigError::TrustStore)?;
         Ok(certs.map(|certs| PinnedCerts { path: store.path().to_owned(), certs, store_entry: Some(url.store_key()) }))
     }
@@ -716,7 +717,7 @@ pub(super) fn load_client_identity(
         origin: key_origin,
         error,
     })?;
-    let provider = crate::tls::provider();
+    let provider = crate::crypto::provider();
     let mismatch = |detail: String| ConfigError::ClientKeyMismatch {
         cert: cert_path.to_owned(),
         key: key_path.to_owned(),
@@ -1112,8 +1113,8 @@ mod tests {
     fn check_and_run_refuse_a_trust_store_others_can_write() {
         use std::os::unix::fs::PermissionsExt;
         let home = tempfile::tempdir().unwrap();
-        let store = crate::trust::Store::at(home.path().join("determined/certs.json"));
-        let url = crate::trust::MasterUrl::parse("https://m.example.com:8443").unwrap();
+        let store = crate::store::Store::at(home.path().join("determined/certs.json"));
+        let url = crate::store::MasterUrl::parse("https://m.example.com:8443").unwrap();
         store.put(&url, &crate::dev_master::fixtures::certs("master.pem")).unwrap();
         let yaml = "master_host: m.example.com\nsecurity:\n  tls:\n    enabled: true\n";
         let env = [("XDG_CONFIG_HOME", home.path().to_str().unwrap())];

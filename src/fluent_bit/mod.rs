@@ -31,36 +31,7 @@ use crate::x509::CertSummary;
 /// The file name of the master's certificate copied beside the configuration.
 pub const CA_FILE_NAME: &str = "master-ca.pem";
 
-/// Fluent Bit's two configuration formats.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum Format {
-    /// `[SECTION]` blocks of `Key value` lines (`fluent-bit.conf`).
-    Classic,
-    /// YAML (`fluent-bit.yaml`; Fluent Bit needs the .yaml extension to read it as YAML).
-    Yaml,
-}
-
-impl Format {
-    /// The file name this format is written to.
-    pub fn file_name(self) -> &'static str {
-        match self {
-            Format::Classic => "fluent-bit.conf",
-            Format::Yaml => "fluent-bit.yaml",
-        }
-    }
-}
-
-impl std::str::FromStr for Format {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s.to_ascii_lowercase().as_str() {
-            "classic" => Ok(Format::Classic),
-            "yaml" => Ok(Format::Yaml),
-            _ => Err("expected classic or yaml".to_owned()),
-        }
-    }
-}
+pub use crate::config::FluentFormat as Format;
 
 /// Where `tls.ca_file` points in pinned mode.
 #[derive(Clone, Copy, Debug)]

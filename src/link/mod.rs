@@ -51,8 +51,7 @@ pub struct LinkSettings {
     pub max_message_size: usize,
 }
 
-/// The master's own message limit.
-pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 128 << 20;
+pub use crate::config::DEFAULT_MAX_MESSAGE_SIZE;
 
 impl Default for LinkSettings {
     fn default() -> Self {

@@ -10,18 +10,9 @@ mod path;
 mod rejection;
 mod verifier;
 
-use std::sync::{Arc, OnceLock};
-
-use rustls::crypto::CryptoProvider;
-
 pub use anchors::{AnchorLimits, AnchorProblem, AnchorProblemKind, AnchorSource, Anchors};
 pub use client::{HandshakeError, TlsClient, TlsSetupError};
 pub use rejection::{Rejection, RejectionKind};
 pub use verifier::{MasterVerifier, NameSource, Verified};
 
-/// The crypto provider every det-agent TLS object uses: *ring*, with its default
-/// cipher suites, key exchange groups and signature algorithms.
-pub fn provider() -> Arc<CryptoProvider> {
-    static PROVIDER: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
-    PROVIDER.get_or_init(|| Arc::new(rustls::crypto::ring::default_provider())).clone()
-}
+pub use crate::crypto::provider;

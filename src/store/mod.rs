@@ -14,13 +14,17 @@
 
 use std::collections::BTreeMap;
 use std::fs::{self, DirBuilder, OpenOptions};
-use std::io::{self, ErrorKind};
+use std::io::ErrorKind;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use rustls_pki_types::CertificateDer;
 
-use super::MasterUrl;
+mod url;
+
+pub use url::MasterUrl;
+
+use crate::error::StoreError;
 use crate::fsutil;
 
 /// The store file, and where it lives.
@@ -32,32 +36,6 @@ pub struct Store {
 /// The store's content: canonical URL → PEM chain.
 pub type Entries = BTreeMap<String, String>;
 
-/// A store that cannot be read or written.
-#[derive(Debug, thiserror::Error)]
-#[allow(missing_docs)] // Variants are documented; fields name themselves.
-#[non_exhaustive]
-pub enum StoreError {
-    /// Neither XDG_CONFIG_HOME nor HOME is set.
-    #[error("cannot find the trust store: neither XDG_CONFIG_HOME nor HOME is set")]
-    NoLocation,
-    /// The file or its folder cannot be read or written.
-    #[error("trust store {}: {source}", path.display())]
-    Io { path: PathBuf, source: io::Error },
-    /// The file is not a JSON object mapping URLs to PEM strings.
-    #[error("trust store {} is corrupt ({detail}); it must be a JSON object mapping master URLs to PEM certificates. det-agent neither trusts nor rewrites it: repair it, or move it aside and trust the master again", path.display())]
-    Corrupt { path: PathBuf, detail: String },
-    /// The file, its folder or the lock file can be changed by a user other than this
-    /// one (and root): writable by its group or by everyone, or owned by someone else.
-    #[error("{} {} {} (mode {mode:04o}, owner uid {owner}); another user could change which masters det-agent trusts, so det-agent neither reads nor writes the store until this is fixed: {}, then check the stored masters with `det-agent trust --list`", what, path.display(), unsafe_problem(*.mode, *.owner, *.me), unsafe_fix(path, *.mode, *.owner, *.me))]
-    Unsafe { path: PathBuf, what: &'static str, mode: u32, owner: u32, me: u32 },
-    /// The file is larger than det-agent reads.
-    #[error("trust store {} is over 16 MiB ({limit} bytes), more than thousands of stored chains would take; det-agent neither trusts nor rewrites it: check what wrote it, then repair it, or move it aside and trust the masters again", path.display())]
-    TooLarge { path: PathBuf, limit: u64 },
-    /// An entry's PEM holds no usable certificate.
-    #[error("trust store {}, entry {url:?}: {detail}; forget it with `det-agent trust --forget {url}` and trust the master again", path.display())]
-    BadEntry { path: PathBuf, url: String, detail: String },
-}
-
 /// The largest store read: 16 MiB. The `det` CLI sets no limit and a chain takes a few
 /// KiB, so this holds thousands of masters, and parses in milliseconds; a larger file is
 /// a mistake (or `/dev/zero`) that would otherwise take the agent's memory.
@@ -68,48 +46,11 @@ const FILE: &str = "trust store";
 const FOLDER: &str = "trust store folder";
 const LOCK_FILE: &str = "trust store lock file";
 
-fn unsafe_problem(mode: u32, owner: u32, me: u32) -> String {
-    let mut problems = Vec::new();
-    match (mode & 0o020 != 0, mode & 0o002 != 0) {
-        (true, true) => problems.push("is writable by its group and by every user".to_owned()),
-        (true, false) => problems.push("is writable by its group".to_owned()),
-        (false, true) => problems.push("is writable by every user".to_owned()),
-        (false, false) => {}
-    }
-    if !owned_well(owner, me) {
-        problems.push(format!("is owned by uid {owner}, neither this user (uid {me}) nor root"));
-    }
-    problems.join(" and ")
-}
-
-fn unsafe_fix(path: &Path, mode: u32, owner: u32, me: u32) -> String {
-    let path = shell_word(path);
-    match (mode & 0o022 != 0, owned_well(owner, me)) {
-        (true, true) => format!("run `chmod go-w {path}`"),
-        (false, _) => format!("run `chown {me} {path}` as root"),
-        (true, false) => format!("run `chown {me} {path}` as root and `chmod go-w {path}`"),
-    }
-}
-
-fn owned_well(owner: u32, me: u32) -> bool {
-    owner == me || owner == 0
-}
-
-/// `path` as one word of a shell command.
-fn shell_word(path: &Path) -> String {
-    let text = path.to_string_lossy();
-    if !text.is_empty() && text.chars().all(|c| c.is_ascii_alphanumeric() || "/._-+,:@%=".contains(c)) {
-        text.into_owned()
-    } else {
-        format!("'{}'", text.replace('\'', "'\\''"))
-    }
-}
-
 /// The StrictModes rule: owned by this user or root, writable by no one else.
 fn check_part(path: &Path, what: &'static str, meta: &fs::Metadata) -> Result<(), StoreError> {
     let me = rustix::process::geteuid().as_raw();
     let (mode, owner) = (meta.mode() & 0o7777, meta.uid());
-    if mode & 0o022 == 0 && owned_well(owner, me) {
+    if mode & 0o022 == 0 && crate::error::owned_well(owner, me) {
         Ok(())
     } else {
         Err(StoreError::Unsafe { path: path.to_owned(), what, mode, owner, me })
@@ -403,7 +344,7 @@ mod tests {
             // Past libtest's capture, so it shows even when the test "passes".
             use std::io::Write;
             let _ = writeln!(
-                io::stderr(),
+                std::io::stderr(),
                 "\n*** SKIPPED trust::store::tests::a_store_owned_by_another_user_is_refused: only root can give a file \
                  to another user (chown to uid 65534), and this runs as uid {}; run it as root (CI does) ***\n",
                 me()
@@ -432,12 +373,6 @@ mod tests {
         ));
         std::os::unix::fs::chown(&dir, Some(0), None).unwrap();
         assert_eq!(store.load().unwrap().len(), 1);
-    }
-
-    #[test]
-    fn fix_commands_quote_paths_for_the_shell() {
-        assert_eq!(shell_word(Path::new("/home/a.b/.config/determined")), "/home/a.b/.config/determined");
-        assert_eq!(shell_word(Path::new("/home/o'neil/my certs.json")), "'/home/o'\\''neil/my certs.json'");
     }
 
     #[test]

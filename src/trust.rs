@@ -7,15 +7,12 @@
 //! leaf), as OpenSSH's known_hosts does: the master must present it again, and any other
 //! certificate fails with an unmistakable warning.
 
-mod address;
-mod store;
-
 use std::time::Duration;
 
 use rustls_pki_types::{CertificateDer, DnsName};
 
-pub use address::MasterUrl;
-pub use store::{Entries, Store, StoreError};
+pub use crate::error::StoreError;
+pub use crate::store::{Entries, MasterUrl, Store};
 
 use crate::check::Check;
 use crate::config::{Config, TlsConfig, Trust};

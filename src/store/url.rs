@@ -4,7 +4,7 @@
 use std::fmt;
 use std::net::IpAddr;
 
-use crate::config::Host;
+use crate::host::Host;
 
 /// A master URL in canonical form: explicit scheme and port, lower-case host, no
 /// trailing `/`, no user, password, query or fragment.
@@ -76,7 +76,7 @@ impl MasterUrl {
             if host.is_empty() {
                 return Err(invalid("a master address must contain a non-empty host name"));
             }
-            (Host::parse(&host.to_ascii_lowercase()).map_err(|e| invalid(&e))?, port)
+            (Host::parse(&host.to_ascii_lowercase()).map_err(|e| invalid(&e.to_string()))?, port)
         };
         let port = match port {
             None | Some("") => default_port,
@@ -117,7 +117,7 @@ impl MasterUrl {
 /// A URL to print and dial: like [`MasterUrl::store_key`], with IPv6 hosts bracketed.
 impl fmt::Display for MasterUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}://{}{}", self.scheme(), crate::config::authority(&self.host, self.port), self.path)
+        write!(f, "{}://{}{}", self.scheme(), crate::host::authority(&self.host, self.port), self.path)
     }
 }
 
