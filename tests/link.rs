@@ -13,6 +13,7 @@ use det_agent::daemon::LoadError;
 use det_agent::daemon::{self, Channels, Control, DaemonError};
 use det_agent::dev_master::{fixtures, server_config, Behaviour, DevMaster, Event};
 use det_agent::dial::ProxyEnv;
+use det_agent::link::protocol::{ContainerLog, Timestamp};
 use det_agent::link::{self, Ended, FromMaster, LinkError, LinkSettings, Target, ToMaster};
 use det_agent::tls::RejectionKind;
 use det_agent::{Config, Host};
@@ -295,8 +296,9 @@ async fn a_malformed_frame_drops_the_link() {
 
 #[tokio::test]
 async fn messages_reach_a_slow_application_in_order_and_pings_are_still_answered() {
-    let messages: Vec<String> =
-        (0..5).map(|i| format!(r#"{{"StartContainer":{{"Container":{{"ID":"c{i}"}}}}}}"#)).collect();
+    let messages: Vec<String> = (0..5)
+        .map(|i| format!(r#"{{"StartContainer":{{"Container":{{"id":"c{i}","state":"ASSIGNED"}},"Spec":{{}}}}}}"#))
+        .collect();
     let behaviour =
         Behaviour { after_register: messages, ping_interval: Some(Duration::from_millis(50)), ..Behaviour::default() };
     let mut master =
@@ -309,14 +311,21 @@ async fn messages_reach_a_slow_application_in_order_and_pings_are_still_answered
     }
     for i in 0..5 {
         match agent.inbound.recv().await.unwrap() {
-            FromMaster::Other { kind, body } => {
-                assert_eq!(kind, "StartContainer");
-                assert_eq!(body["Container"]["ID"], format!("c{i}"));
-            }
+            FromMaster::StartContainer(start) => assert_eq!(start.container.id, format!("c{i}")),
             other => panic!("unexpected {other:?}"),
         }
     }
-    agent._outbound.send(ToMaster::Other { kind: "ContainerLog".into(), body: serde_json::json!({}) }).await.unwrap();
+    let log = ContainerLog {
+        container_id: "c0".into(),
+        timestamp: Timestamp::now(),
+        level: Some("INFO".into()),
+        pull_message: None,
+        run_message: None,
+        aux_message: Some("hello".into()),
+        source: Some("agent".into()),
+        agent_id: Some("node-1".into()),
+    };
+    agent._outbound.send(ToMaster::ContainerLog(log)).await.unwrap();
     until(&mut master, |e| matches!(e, Event::AgentMessage { kind, .. } if kind == "ContainerLog")).await;
     shutdown(agent).await;
     until(&mut master, |e| matches!(e, Event::AgentGone { reason, .. } if reason.contains("code 1000"))).await;

@@ -14,7 +14,7 @@ use tokio_tungstenite::WebSocketStream;
 
 use super::http::{respond, Head};
 use super::{Behaviour, Event, Shared};
-use crate::link::protocol::{AgentStarted, FromMaster};
+use crate::link::protocol::{AgentStarted, ToMaster};
 use crate::link::PAST_RECONNECT;
 
 /// Serves one `/agents` request on `stream`.
@@ -115,7 +115,7 @@ where
     loop {
         tokio::select! {
             frame = ws.next() => match frame {
-                Some(Ok(Message::Text(text))) => match FromMaster::decode(&text) {
+                Some(Ok(Message::Text(text))) => match ToMaster::decode(&text) {
                     // Same envelope in both directions.
                     Ok(message) => shared.emit(Event::AgentMessage { id: id.to_owned(), kind: message.kind().to_owned() }),
                     Err(e) => return format!("agent sent a bad message: {e}"),

@@ -186,7 +186,8 @@ pub async fn connect(target: &Target, reconnect: bool) -> Result<Link, LinkError
         Ok(Err(what)) => return Err(LinkError::Protocol { address, what }),
         Ok(Ok(options)) => options,
     };
-    let started = ToMaster::AgentStarted(AgentStarted::for_this_node(&target.config.resource_pool));
+    let started =
+        ToMaster::AgentStarted(AgentStarted::answering(&options, protocol::this_node(), &target.config.resource_pool));
     match timeout(s.handshake_timeout, ws.send(Message::text(started.encode()))).await {
         Err(_) => {
             return Err(LinkError::Timeout { stage: "sending AgentStarted", address, after: s.handshake_timeout })
@@ -204,7 +205,7 @@ async fn first_message(ws: &mut WebSocketStream<Stream>) -> Result<MasterSetAgen
             None => return Err("the master closed the connection before sending MasterSetAgentOptions".to_owned()),
             Some(Err(e)) => return Err(format!("reading the master's first message: {e}")),
             Some(Ok(Message::Text(text))) => {
-                return match FromMaster::decode(&text)? {
+                return match FromMaster::decode(&text).map_err(|e| e.to_string())? {
                     FromMaster::SetAgentOptions(options) => Ok(options),
                     FromMaster::Shutdown { err_msg } => {
                         Err(format!("the master sent AgentShutdown: {}", crate::text::escape(&err_msg)))
