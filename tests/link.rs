@@ -273,7 +273,7 @@ async fn run_against(raw: Vec<u8>, max_message_size: usize) -> String {
     let (_keep_tx, mut outbound) = mpsc::channel(4);
     let ended = link.run(&inbound, &mut outbound, std::future::pending::<()>()).await;
     match ended {
-        Ended::Failed(why) => why,
+        Ended::Failed(why) => why.to_string(),
         other => panic!("expected a failure, got {other}"),
     }
 }

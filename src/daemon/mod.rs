@@ -19,7 +19,7 @@ use tokio::time::{sleep_until, Instant};
 use tracing::{error, info, warn};
 
 use crate::backoff::{random_unit, Backoff};
-use crate::link::{self, Ended, FromMaster, LinkError, Target, ToMaster, PAST_RECONNECT};
+use crate::link::{self, Ended, FromMaster, LinkError, Target, ToMaster};
 
 pub use load::{load, LoadError};
 
@@ -140,8 +140,8 @@ pub async fn run(
 
         let link = match result {
             Ok(link) => link,
-            Err(LinkError::PastReconnect { message }) if registered_before => {
-                warn!(%message, "the master no longer expects this agent; registering afresh");
+            Err(LinkError::PastReconnect { said_in }) if registered_before => {
+                warn!(%said_in, "the master no longer expects this agent; registering afresh");
                 registered_before = false;
                 continue;
             }
@@ -186,7 +186,7 @@ pub async fn run(
             other => {
                 let reason = other.to_string();
                 warn!(%reason, up_for_s = up_since.elapsed().as_secs(), "disconnected");
-                if reason.contains(PAST_RECONNECT) {
+                if other.past_reconnect() {
                     registered_before = false;
                 }
             }

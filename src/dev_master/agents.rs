@@ -14,8 +14,7 @@ use tokio_tungstenite::WebSocketStream;
 
 use super::http::{respond, Head};
 use super::{Behaviour, Event, Shared};
-use crate::link::protocol::{AgentStarted, ToMaster};
-use crate::link::PAST_RECONNECT;
+use crate::link::protocol::{AgentStarted, ToMaster, AGENT_MUST_RECONNECT};
 
 /// Serves one `/agents` request on `stream`.
 pub(super) async fn serve<S>(mut stream: S, head: Head, shared: &Shared, mut stopped: watch::Receiver<bool>)
@@ -31,7 +30,8 @@ where
     };
     if reconnect && behaviour.past_reconnect {
         shared.emit(Event::RefusedReconnect { id: id.clone() });
-        respond(&mut stream, 400, &format!("agent is {PAST_RECONNECT}, it must restart")).await;
+        let body = json!({ "message": AGENT_MUST_RECONNECT }).to_string();
+        super::http::respond_json(&mut stream, 500, &body).await;
         return;
     }
     let accept = derive_accept_key(key.as_bytes());

@@ -81,6 +81,37 @@ where
     );
     stream.write_all(request.as_bytes()).await?;
     stream.flush().await?;
+    let head = read_response_head(stream).await?;
+    let body = read_response_body(stream, &head, max_body).await?;
+    let content_type = head.header("content-type");
+    Ok(Response { status: head.status, reason: head.reason, content_type, body })
+}
+
+/// An answer's status line and headers, and the bytes that arrived after them.
+#[derive(Debug)]
+pub(crate) struct ResponseHead {
+    /// The status code.
+    pub status: u16,
+    /// The reason phrase, as sent.
+    pub reason: String,
+    /// Every header, as sent (values trimmed).
+    pub headers: Vec<(String, String)>,
+    /// What arrived after the head, in the same reads.
+    pub rest: Vec<u8>,
+}
+
+impl ResponseHead {
+    /// The first header called `name` (any case).
+    pub fn header(&self, name: &str) -> Option<String> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.clone())
+    }
+}
+
+/// Reads an answer's head (at most 16 KiB). Bounding time is the caller's.
+///
+/// # Errors
+/// The stream failed, closed before the head ended, or did not answer in HTTP/1.x.
+pub(crate) async fn read_response_head<S: AsyncRead + Unpin>(stream: &mut S) -> Result<ResponseHead, HttpError> {
     let (bytes, end) = match read_head(stream, MAX_ANSWER_HEAD).await? {
         Read::Complete { bytes, end } => (bytes, end),
         Read::ClosedEmpty | Read::ClosedInside => return Err(HttpError::Closed),
@@ -92,22 +123,36 @@ where
         Ok(httparse::Status::Complete(_)) => {}
         _ => return Err(HttpError::NotHttp("no valid status line and headers")),
     }
-    let header = |name: &str| {
-        response
-            .headers
-            .iter()
-            .find(|h| h.name.eq_ignore_ascii_case(name))
-            .map(|h| String::from_utf8_lossy(h.value).trim().to_owned())
-    };
-    let content_type = header("content-type");
-    let chunked = header("transfer-encoding").is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
-    let length = match header("content-length") {
+    let headers = response
+        .headers
+        .iter()
+        .map(|h| (h.name.to_owned(), String::from_utf8_lossy(h.value).trim().to_owned()))
+        .collect();
+    Ok(ResponseHead {
+        status: response.code.unwrap_or(0),
+        reason: response.reason.unwrap_or("").to_owned(),
+        headers,
+        rest: bytes[end..].to_vec(),
+    })
+}
+
+/// Reads at most `max_body` bytes of the body announced by `head`: by `Content-Length`,
+/// chunked encoding, or up to the close, however its bytes arrive. Bounding time is the
+/// caller's.
+///
+/// # Errors
+/// The stream failed, closed before `Content-Length` bytes, or broke its framing.
+pub(crate) async fn read_response_body<S: AsyncRead + Unpin>(
+    stream: &mut S,
+    head: &ResponseHead,
+    max_body: usize,
+) -> Result<Vec<u8>, HttpError> {
+    let chunked = head.header("transfer-encoding").is_some_and(|v| v.to_ascii_lowercase().contains("chunked"));
+    let length = match head.header("content-length") {
         Some(v) => Some(v.parse::<usize>().map_err(|_| HttpError::NotHttp("a Content-Length that is not a number"))?),
         None => None,
     };
-    let status = response.code.unwrap_or(0);
-    let reason = response.reason.unwrap_or("").to_owned();
-    let mut raw = bytes[end..].to_vec();
+    let mut raw = head.rest.clone();
     // Read what the framing says, but never more than the limit (plus chunk framing).
     let wanted = match (chunked, length) {
         (false, Some(n)) => n.min(max_body),
@@ -126,7 +171,7 @@ where
     }
     let mut body = if chunked { dechunk(&raw).ok_or(HttpError::NotHttp("broken chunked encoding"))? } else { raw };
     body.truncate(max_body.min(length.unwrap_or(usize::MAX)));
-    Ok(Response { status, reason, content_type, body })
+    Ok(body)
 }
 
 /// Whether `raw` holds the last (zero-size) chunk.

@@ -5,7 +5,7 @@
 use std::fmt;
 
 use crate::dial::DialError;
-use crate::link::{Ended, LinkError};
+use crate::link::{Ended, LinkError, Stage};
 use crate::tls::{HandshakeError, RejectionKind};
 
 /// How one connection attempt ended: `outcome` and, where it has one, `reason` of
@@ -96,17 +96,15 @@ impl ConnectOutcome {
                 DialError::TlsTimeout { .. } => ConnectOutcome::Timeout(TimeoutStage::TlsHandshake),
             },
             LinkError::Tls { error, .. } => ConnectOutcome::of_handshake(error),
-            // The stage names are link's own literals (src/link/mod.rs); one this table
-            // does not know still counts, as `other`.
             LinkError::Timeout { stage, .. } => ConnectOutcome::Timeout(match *stage {
-                "TLS handshake" => TimeoutStage::TlsHandshake,
-                "websocket upgrade" => TimeoutStage::Upgrade,
-                "the master's MasterSetAgentOptions" | "sending AgentStarted" => TimeoutStage::Registration,
-                _ => TimeoutStage::Other,
+                Stage::Upgrade => TimeoutStage::Upgrade,
+                Stage::Options | Stage::Register => TimeoutStage::Registration,
             }),
             LinkError::Upgrade { status, .. } => ConnectOutcome::UpgradeRefused(*status),
             LinkError::PastReconnect { .. } => ConnectOutcome::PastReconnect,
-            LinkError::Protocol { .. } => ConnectOutcome::ProtocolError,
+            // A connection that broke after TLS, before registration: counted with the
+            // protocol errors until this table has a label of its own for it.
+            LinkError::Protocol { .. } | LinkError::Broken { .. } => ConnectOutcome::ProtocolError,
         }
     }
 
@@ -277,7 +275,9 @@ impl LinkDrop {
             Ended::MasterClosed { .. } => LinkDrop::MasterClosed,
             Ended::MasterShutdown { .. } => LinkDrop::MasterShutdown,
             Ended::Silent { .. } => LinkDrop::Silent,
-            Ended::Failed(_) => LinkDrop::Failed,
+            // The application falling behind counts as a failure until this table has a
+            // label of its own for it.
+            Ended::Failed(_) | Ended::Overflow { .. } => LinkDrop::Failed,
         }
     }
 
@@ -324,6 +324,10 @@ mod tests {
         }
     }
 
+    fn other(status: u16) -> crate::link::Refusal {
+        crate::link::Refusal::Other { status, said: String::new() }
+    }
+
     fn dial(error: DialError) -> LinkError {
         LinkError::Dial(Box::new(crate::dial::DialFailure { attempts: Vec::new(), error }))
     }
@@ -344,18 +348,14 @@ mod tests {
             ),
             (dial(DialError::TlsTimeout { address, after }), "timeout/tls_handshake"),
             (dial(DialError::Tls { address, error: HandshakeError::NotTls }), "tls_error/not_tls"),
-            (LinkError::Timeout { stage: "websocket upgrade", address, after }, "timeout/upgrade"),
-            (LinkError::Timeout { stage: "sending AgentStarted", address, after }, "timeout/registration"),
-            (
-                LinkError::Timeout { stage: "the master's MasterSetAgentOptions", address, after },
-                "timeout/registration",
-            ),
-            (LinkError::Timeout { stage: "a stage added later", address, after }, "timeout/other"),
-            (LinkError::Upgrade { address, status: 403, body: String::new() }, "upgrade_refused/4xx"),
-            (LinkError::Upgrade { address, status: 502, body: String::new() }, "upgrade_refused/5xx"),
-            (LinkError::Upgrade { address, status: 999, body: String::new() }, "upgrade_refused/other"),
-            (LinkError::PastReconnect { message: "past".into() }, "past_reconnect"),
-            (LinkError::Protocol { address, what: "x".into() }, "protocol_error"),
+            (LinkError::Timeout { stage: Stage::Upgrade, address, after }, "timeout/upgrade"),
+            (LinkError::Timeout { stage: Stage::Register, address, after }, "timeout/registration"),
+            (LinkError::Timeout { stage: Stage::Options, address, after }, "timeout/registration"),
+            (LinkError::Upgrade { address, status: 403, refusal: other(403) }, "upgrade_refused/4xx"),
+            (LinkError::Upgrade { address, status: 502, refusal: other(502) }, "upgrade_refused/5xx"),
+            (LinkError::Upgrade { address, status: 999, refusal: other(999) }, "upgrade_refused/other"),
+            (LinkError::PastReconnect { said_in: crate::link::SaidIn::UpgradeAnswer }, "past_reconnect"),
+            (LinkError::Protocol { address, violation: crate::link::Violation::ClosedBeforeOptions }, "protocol_error"),
             (LinkError::Tls { address, error: HandshakeError::NotTls }, "tls_error/not_tls"),
             (LinkError::Tls { address, error: HandshakeError::KeyNotProven }, "tls_error/key_not_proven"),
         ];

@@ -9,6 +9,7 @@
 
 mod container;
 mod device;
+mod report;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
@@ -16,11 +17,11 @@ use serde_json::Value;
 use crate::text::Untrusted;
 
 pub use container::{
-    Change, Container, ContainerFailure, ContainerInfo, ContainerLog, ContainerReattach, ContainerReattachAck,
-    ContainerStarted, ContainerStateChanged, ContainerStatsRecord, ContainerStopped, FailureType, RunMessage,
-    ShapeError, SignalContainer, StartContainer, State, StdType, TaskStats, TaskType, Timestamp,
+    Change, Container, ContainerFailure, ContainerInfo, ContainerReattach, ContainerReattachAck, ContainerStarted,
+    ContainerStateChanged, ContainerStopped, FailureType, ShapeError, SignalContainer, StartContainer, State,
 };
 pub use device::{detect_devices, this_node, Device};
+pub use report::{ContainerLog, ContainerStatsRecord, RunMessage, StdType, TaskStats, TaskType, Timestamp};
 
 /// Determined's `aproto.ErrAgentMustReconnect`: how the master says an agent it no
 /// longer remembers must register afresh, as an HTTP error body's `message` on the
