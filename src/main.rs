@@ -157,7 +157,9 @@ enum Command {
         /// its root is fixtures/pki/root-ca.pem)
         #[arg(long, conflicts_with = "cert")]
         test_cert: bool,
-        /// Require client certificates issued by these CAs (PEM)
+        /// Require agents to present a client certificate issued by these CAs (PEM), as the
+        /// master's require_authentication and client_ca: a certificate presented is verified
+        /// in the TLS handshake, an agent without one is answered 403 on /agents
         #[arg(long, value_name = "FILE")]
         client_ca: Option<PathBuf>,
         /// Address to listen on
@@ -169,9 +171,15 @@ enum Command {
         /// Ping agents this often, in seconds
         #[arg(long, default_value_t = 15, value_name = "SECONDS")]
         ping_interval: u64,
-        /// Answer reconnecting agents that they are past their reconnect period
-        #[arg(long)]
-        past_reconnect: bool,
+        /// Hold a dropped agent this long before forgetting it (the master's agent_reconnect_wait)
+        #[arg(long, default_value_t = 25.0, value_name = "SECONDS")]
+        agent_reconnect_wait: f64,
+        /// A resource pool the master has (repeat for several)
+        #[arg(long = "resource-pool", default_value = "default", value_name = "NAME")]
+        resource_pools: Vec<String>,
+        /// Keep started agents in FILE across restarts, as the master keeps them in its database
+        #[arg(long, value_name = "FILE")]
+        state_file: Option<PathBuf>,
     },
 }
 
@@ -277,13 +285,32 @@ async fn run(command: Command) -> Outcome {
             Ok(false) => Ok(ExitCode::FAILURE),
             Err(err) => Err(CliError::Failed(format!("demo failed: {err}"))),
         },
-        Command::DevMaster { cert, key, test_cert, client_ca, bind, port, ping_interval, past_reconnect } => {
-            let behaviour = Behaviour {
-                past_reconnect,
-                ping_interval: Some(Duration::from_secs(ping_interval.max(1))),
-                ..Behaviour::default()
+        Command::DevMaster {
+            cert,
+            key,
+            test_cert,
+            client_ca,
+            bind,
+            port,
+            ping_interval,
+            agent_reconnect_wait,
+            resource_pools,
+            state_file,
+        } => {
+            let behaviour =
+                Behaviour { ping_interval: Some(Duration::from_secs(ping_interval.max(1))), ..Behaviour::default() };
+            let wait = Duration::try_from_secs_f64(agent_reconnect_wait).map_err(|_| {
+                CliError::Usage(format!(
+                    "dev-master: --agent-reconnect-wait {agent_reconnect_wait} is not a number of seconds"
+                ))
+            })?;
+            let options = dev_master::Options {
+                pools: resource_pools,
+                agent_reconnect_wait: wait,
+                state_file,
+                require_authentication: client_ca.is_some(),
             };
-            serve_dev_master(cert.zip(key), test_cert, client_ca, bind, port, behaviour)
+            serve_dev_master(cert.zip(key), test_cert, client_ca, bind, port, behaviour, options)
                 .await
                 .map_err(|e| CliError::Usage(format!("dev-master: {e}")))?;
             Ok(ExitCode::SUCCESS)
@@ -489,6 +516,7 @@ async fn serve_dev_master(
     bind: IpAddr,
     port: Option<u16>,
     behaviour: Behaviour,
+    options: dev_master::Options,
 ) -> Result<(), String> {
     let identity = match (identity, test_cert) {
         (Some((cert, key)), _) => Some((
@@ -503,7 +531,10 @@ async fn serve_dev_master(
         return Err("--client-ca needs TLS: give --cert and --key, or --test-cert".to_owned());
     }
     let config = identity
-        .map(|(chain, key)| dev_master::server_config(chain, key, client_ca).map_err(|e| e.to_string()))
+        .map(|(chain, key)| match client_ca {
+            Some(cas) => dev_master::server_config_if_given(chain, key, cas).map_err(|e| e.to_string()),
+            None => dev_master::server_config(chain, key, None).map_err(|e| e.to_string()),
+        })
         .transpose()?;
     let port = port.unwrap_or(if config.is_some() {
         det_agent::config::DEFAULT_TLS_PORT
@@ -511,9 +542,9 @@ async fn serve_dev_master(
         det_agent::config::DEFAULT_PLAIN_PORT
     });
     let tls = config.is_some();
-    let mut master = DevMaster::serve(SocketAddr::new(bind, port), config, behaviour)
+    let mut master = DevMaster::serve_with(SocketAddr::new(bind, port), config, behaviour, options)
         .await
-        .map_err(|e| format!("cannot listen on {}: {e}", SocketAddr::new(bind, port)))?;
+        .map_err(|e| format!("cannot start on {}: {e}", SocketAddr::new(bind, port)))?;
     println!("{}", serde_json::json!({"event": "listening", "address": master.addr().to_string(), "tls": tls}));
     loop {
         tokio::select! {

@@ -11,9 +11,9 @@ use std::time::Duration;
 use det_agent::config::TlsConfig;
 use det_agent::daemon::LoadError;
 use det_agent::daemon::{self, Channels, Control, DaemonError};
-use det_agent::dev_master::{fixtures, server_config, Behaviour, DevMaster, Event};
+use det_agent::dev_master::{fixtures, server_config, Behaviour, DevMaster, Event, Options};
 use det_agent::dial::ProxyEnv;
-use det_agent::link::protocol::{ContainerLog, Timestamp};
+use det_agent::link::protocol::{ContainerLog, Timestamp, AGENT_MUST_RECONNECT};
 use det_agent::link::{self, Ended, FromMaster, LinkError, LinkSettings, Target, ToMaster};
 use det_agent::tls::RejectionKind;
 use det_agent::{Config, Host};
@@ -105,7 +105,11 @@ async fn shutdown(agent: Agent) {
 
 #[tokio::test]
 async fn registers_with_encoded_values_and_the_configured_name_as_sni() {
-    let mut master = DevMaster::with_fixture("master").await.unwrap();
+    let options = Options { pools: vec!["a/b c".to_owned()], ..Options::default() };
+    let mut master =
+        DevMaster::serve_with(([127, 0, 0, 1], 0).into(), Some(master_config("master")), Behaviour::default(), options)
+            .await
+            .unwrap();
     let mut cfg =
         config("127.0.0.1", master.addr(), with_name(TlsConfig::new(pinned("root-ca.pem")), "master.det.test"));
     cfg.agent_id = "gpu node&1=2".to_owned();
@@ -162,17 +166,31 @@ async fn ipv6_literals_and_dns_names_register() {
     until(&mut v4, |e| matches!(e, Event::AgentStarted { .. })).await;
 }
 
+/// A dev master serving `stem` on `addr` that keeps its agents in `state` across
+/// restarts, as the real master keeps them in its database.
+pub async fn master_with_state(addr: SocketAddr, stem: &str, state: &std::path::Path) -> DevMaster {
+    let options = Options { state_file: Some(state.to_owned()), ..Options::default() };
+    DevMaster::serve_with(addr, Some(master_config(stem)), Behaviour::default(), options).await.unwrap()
+}
+
 #[tokio::test]
 async fn a_master_restart_brings_the_agent_back_with_reconnect_true() {
-    let mut master = DevMaster::with_fixture("master").await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("agents.json");
+    let mut master = master_with_state(([127, 0, 0, 1], 0).into(), "master", &state).await;
     let addr = master.addr();
     let agent = spawn_agent(target(pinned_config(addr, "root-ca.pem")), daemon::Options::default(), no_reload);
     until(&mut master, connected(false)).await;
     until(&mut master, |e| matches!(e, Event::AgentStarted { .. })).await;
 
+    // The restarted master restores the agent from its state and waits for it.
     master.stop().await;
-    let mut master = DevMaster::with_fixture_at(addr, "master").await.unwrap();
-    until(&mut master, connected(true)).await;
+    let mut master = master_with_state(addr, "master", &state).await;
+    assert!(master.holds("node-1"));
+    match until(&mut master, connected(true)).await {
+        Event::AgentConnected { held, .. } => assert!(held),
+        _ => unreachable!(),
+    }
     until(&mut master, |e| matches!(e, Event::AgentStarted { .. })).await;
     shutdown(agent).await;
 }
@@ -221,7 +239,9 @@ fn master_config(stem: &str) -> Arc<rustls::ServerConfig> {
 
 #[tokio::test]
 async fn a_pinned_master_back_with_another_certificate_is_refused_until_the_right_one_returns() {
-    let mut master = DevMaster::with_fixture("master").await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let state = dir.path().join("agents.json");
+    let mut master = master_with_state(([127, 0, 0, 1], 0).into(), "master", &state).await;
     let addr = master.addr();
     let cfg = pinned_config(addr, "root-ca.pem");
     let agent = spawn_agent(target(cfg.clone()), daemon::Options::default(), no_reload);
@@ -242,7 +262,7 @@ async fn a_pinned_master_back_with_another_certificate_is_refused_until_the_righ
     }
 
     impostor.stop().await;
-    let mut master = DevMaster::with_fixture_at(addr, "master").await.unwrap();
+    let mut master = master_with_state(addr, "master", &state).await;
     until(&mut master, connected(true)).await;
     shutdown(agent).await;
 }
@@ -254,10 +274,16 @@ async fn past_reconnect_period_means_a_fresh_registration() {
     let agent = spawn_agent(target(pinned_config(addr, "root-ca.pem")), daemon::Options::default(), no_reload);
     until(&mut master, |e| matches!(e, Event::AgentStarted { .. })).await;
 
+    // A master back without the agent (no state kept): it refuses the reconnect with its
+    // 500, and the agent registers afresh.
     master.stop().await;
-    let behaviour = Behaviour { past_reconnect: true, ..Behaviour::default() };
-    let mut master = DevMaster::serve(addr, Some(master_config("master")), behaviour).await.unwrap();
-    until(&mut master, |e| matches!(e, Event::RefusedReconnect { .. })).await;
+    let mut master = DevMaster::with_fixture_at(addr, "master").await.unwrap();
+    match until(&mut master, |e| matches!(e, Event::Refused { .. })).await {
+        Event::Refused { id, status, message } => {
+            assert_eq!((id.as_str(), status, message.as_str()), ("node-1", 500, AGENT_MUST_RECONNECT));
+        }
+        _ => unreachable!(),
+    }
     until(&mut master, connected(false)).await;
     until(&mut master, |e| matches!(e, Event::AgentStarted { .. })).await;
     shutdown(agent).await;

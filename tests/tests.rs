@@ -4,6 +4,7 @@
 
 mod anchors;
 mod cli;
+mod dev_master;
 mod diagnostics;
 mod escaping;
 mod fluent_bit;

@@ -2,6 +2,8 @@
 //! `Content-Length`, one response. A test double needs no more, and a full server crate
 //! would be the largest dependency in the build.
 
+use std::time::Duration;
+
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::dial::http::{self as head, Read};
@@ -87,29 +89,52 @@ pub async fn read_body<S: AsyncRead + Unpin>(stream: &mut S, head: &mut Head) ->
 
 /// Writes a complete response with a text body and closes the write side.
 pub async fn respond<S: AsyncWrite + Unpin>(stream: &mut S, status: u16, body: &str) {
-    respond_typed(stream, status, "text/plain; charset=utf-8", body).await;
+    respond_typed(stream, status, "text/plain; charset=utf-8", body, None).await;
 }
 
 /// Writes a complete response with a JSON body, as the master's echo handlers answer.
-pub async fn respond_json<S: AsyncWrite + Unpin>(stream: &mut S, status: u16, body: &str) {
-    respond_typed(stream, status, "application/json", body).await;
+/// With `pace`, the head goes first and the body follows late, a few bytes per write,
+/// `pace` apart: how a slow network or a busy master delivers it.
+pub async fn respond_json<S: AsyncWrite + Unpin>(stream: &mut S, status: u16, body: &str, pace: Option<Duration>) {
+    respond_typed(stream, status, "application/json", body, pace).await;
 }
 
-async fn respond_typed<S: AsyncWrite + Unpin>(stream: &mut S, status: u16, content_type: &str, body: &str) {
+async fn respond_typed<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    status: u16,
+    content_type: &str,
+    body: &str,
+    pace: Option<Duration>,
+) {
     let reason = match status {
         200 => "OK",
         400 => "Bad Request",
+        403 => "Forbidden",
         404 => "Not Found",
         405 => "Method Not Allowed",
         409 => "Conflict",
         411 => "Length Required",
         413 => "Payload Too Large",
+        500 => "Internal Server Error",
         _ => "Error",
     };
-    let response = format!(
-        "HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+    let head = format!(
+        "HTTP/1.1 {status} {reason}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
         body.len()
     );
-    let _ = stream.write_all(response.as_bytes()).await;
+    match pace {
+        None => {
+            let _ = stream.write_all(format!("{head}{body}").as_bytes()).await;
+        }
+        Some(pace) => {
+            let _ = stream.write_all(head.as_bytes()).await;
+            let _ = stream.flush().await;
+            for piece in body.as_bytes().chunks(7) {
+                tokio::time::sleep(pace).await;
+                let _ = stream.write_all(piece).await;
+                let _ = stream.flush().await;
+            }
+        }
+    }
     let _ = stream.shutdown().await;
 }
