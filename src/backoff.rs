@@ -63,16 +63,15 @@ pub enum Failure {
     /// Nothing reached a master process, so a retry costs the master nothing and comes
     /// again at the next phase point: the master's name did not resolve, no address
     /// accepted a TCP connection (refused, unreachable, or the TCP connect timed out), or
-    /// an HTTP proxy could not open a tunnel to it (`LinkError::Resolve`, `Connect`,
-    /// `Proxy`).
+    /// an HTTP proxy said it cannot reach it (5xx) or did not answer (the daemon's
+    /// `classify` lists every case).
     Down,
     /// A master process accepted the connection and then failed: it is up but unwell
     /// (starting, overloaded, upgrading), so retries back off exponentially. A TLS
     /// handshake that broke other than by a certificate refusal, a websocket upgrade
     /// answered with an HTTP error (5xx, or any status not listed under `Refused`), a
     /// stage that timed out after TCP connected, a master that spoke something other than
-    /// the agent protocol (`LinkError::Tls` without a rejection, `Upgrade`, `Timeout`,
-    /// `Protocol`); and a registered link that ended before it was healthy (see
+    /// the agent protocol; and a registered link that ended before it was healthy (see
     /// [`Pacer::dropped`]).
     Failing,
     /// A certificate was refused: waiting for an operator's fix, so retried at the cap.
@@ -81,7 +80,8 @@ pub enum Failure {
     /// master refused this agent's certificate: a TLS alert `bad_certificate`,
     /// `unsupported_certificate`, `certificate_revoked`, `certificate_expired`,
     /// `certificate_unknown`, `unknown_ca`, `access_denied` or `certificate_required`, or
-    /// HTTP 401 or 403 on `/agents`.
+    /// HTTP 401 or 403 on `/agents`; and what else only an operator can fix: a resource
+    /// pool the master does not have, a proxy that refuses the tunnel (407, 403).
     Refused,
 }
 
@@ -233,7 +233,7 @@ impl Pacer {
 /// The schedule det-agent used before [`Schedule`]: the delay before retry `k` drawn anew
 /// every time, uniformly from `[0, min(cap, 3 × base × 2^k))`. Its 99th percentile
 /// reconnect after a master restart is 30–60 s, past the master's 25 s wait; it is kept
-/// for the comparison in [`herd`] and until the daemon asks a [`Pacer`] instead.
+/// for the comparison in [`herd`] (the daemon asks a [`Pacer`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Backoff {
     /// `agent_reconnect_backoff`: the scale of the first retry's window.

@@ -51,9 +51,10 @@ enum Command {
     /// Keep this agent connected to the master: verify, register, reconnect.
     ///
     /// SIGTERM/SIGINT close the websocket and exit 0. SIGHUP re-reads the configuration and
-    /// certificate files; the new settings apply from the next connection. Exit status: 0
-    /// stopped by a signal, 1 gave up (agent_reconnect_attempts) or told to stop by the
-    /// master, 2 bad configuration.
+    /// certificate files; the new settings apply from the next connection (at once when
+    /// they change the agent's ID, resource pool or devices). The master's container
+    /// requests are answered at once: this agent runs no containers. Exit status: 0
+    /// stopped by a signal, 1 gave up (agent_reconnect_attempts), 2 bad configuration.
     Run {
         #[command(flatten)]
         config: Box<ConfigArgs>,
@@ -468,15 +469,11 @@ async fn run_daemon(args: ConfigArgs, reconnect_on_reload: bool) -> Outcome {
     let target = daemon::load(&args, &env)?;
     let (controls_tx, mut controls) = mpsc::channel(8);
     forward_signals(controls_tx).map_err(|e| CliError::Failed(format!("cannot install signal handlers: {e}")))?;
-    // The daemon itself runs no containers: it logs what a full agent would act on.
-    let (inbound, mut from_master) = mpsc::channel::<det_agent::link::FromMaster>(64);
-    tokio::spawn(async move {
-        while let Some(message) = from_master.recv().await {
-            let kind = escape(message.kind());
-            tracing::info!(%kind, "message from the master (not handled by det-agent run)");
-        }
-    });
-    let (_to_master, outbound) = mpsc::channel(64);
+    // det-agent run runs no containers: it answers the master's container requests at
+    // once, so that no task waits on this node for a container that never starts.
+    let (inbound, from_master) = mpsc::channel::<det_agent::link::FromMaster>(64);
+    let (to_master, outbound) = mpsc::channel(64);
+    tokio::spawn(daemon::serve_without_containers(from_master, to_master));
     let options = daemon::Options { reconnect_on_reload, ..daemon::Options::default() };
     let reload = move || daemon::load(&args, &env);
     match daemon::run(target, reload, options, &mut controls, Channels { inbound, outbound }).await {

@@ -6,7 +6,7 @@
 use det_agent::dev_master::{fixtures, DevMaster, Event};
 use det_agent::x509::Fingerprint;
 
-use crate::cli::{det_agent, finish, pki, spawn_run, text};
+use crate::cli::{det_agent, finish, pki, signal, spawn_run, text};
 use crate::link::until;
 
 /// Every character that may not reach a terminal raw (a line feed is the output's own).
@@ -111,8 +111,11 @@ async fn what_the_master_says_is_logged_escaped() {
         "json",
     ]);
     until(&mut master, |e| matches!(e, Event::AgentGone { .. })).await;
+    // The agent logged the master's reason and stays, to register again.
+    signal(&child, "TERM").await;
     let out = finish(child).await;
     let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
     assert_safe("run's JSON log", &stderr);
     assert!(stderr.contains("bye\\\\x1b[2J"), "{stderr}");
 }

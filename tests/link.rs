@@ -399,7 +399,7 @@ async fn gives_up_after_agent_reconnect_attempts() {
     match result {
         Err(DaemonError::GaveUp { attempts, last }) => {
             assert_eq!(attempts, 3);
-            assert!(last.contains("cannot connect to 127.0.0.1"), "{last}");
+            assert!(last.to_string().contains("cannot connect to 127.0.0.1"), "{last}");
         }
         other => panic!("expected to give up, got {other:?}"),
     }

@@ -1,27 +1,42 @@
 //! `det-agent run`: keep one verified, registered link to the master, through restarts,
-//! outages and certificate changes, never trusting more than configured.
+//! outages and certificate changes, never trusting more than configured, and following
+//! the master's agent lifecycle (`master/internal/rm/agentrm/agent.go`).
 //!
-//! The loop: connect → run the link until it ends → wait a jittered delay ([`backoff`])
-//! → connect again. Reconnects after a registration say `reconnect=true`; a master that
-//! answers "past reconnect period" gets a fresh registration. Controls arrive on a
-//! channel (the binary maps SIGTERM/SIGINT and SIGHUP onto it): `Shutdown` closes the
-//! websocket and returns, `Reload` re-reads the configuration into a new [`Target`]
-//! (so a new TLS client configuration and session cache) used from the next connection.
+//! The loop: connect → run the link until it ends → wait for the next phase point
+//! ([`crate::backoff`]: one [`Pacer`] per process, a [`Schedule`] per target, every
+//! failure classified by [`classify`]) → connect again. Reconnects after a registration
+//! say `reconnect=true`. When the master no longer holds the agent (HTTP 500 "past
+//! reconnect period", or `AgentShutdown` because its devices or pool changed), the agent
+//! registers afresh at once with `reconnect=false`.
 //!
-//! [`backoff`]: crate::backoff
+//! Controls arrive on a channel (the binary maps SIGTERM/SIGINT and SIGHUP onto it) and
+//! are read in one place (`controls.rs`): `Shutdown` closes the websocket and returns;
+//! `Reload` builds a new [`Target`] (a new TLS client configuration and session cache)
+//! for the next connection, and reconnects at once when it changes the agent's
+//! registration (ID, pool, devices) or with `reconnect_on_reload`.
+//!
+//! Every state change is one [`Event`], logged and handed to an [`Observer`] in one
+//! place: that is where sd_notify, metrics and the like hook in.
 
+mod controls;
+mod events;
+mod failure;
 mod load;
+mod no_containers;
 
 use std::time::Duration;
 
 use tokio::sync::mpsc;
-use tokio::time::{sleep_until, Instant};
-use tracing::{error, info, warn};
+use tokio::time::{sleep, Instant};
+use tracing::Instrument;
 
-use crate::backoff::{random_unit, Backoff};
+use crate::backoff::{Pacer, Phase, Schedule};
 use crate::link::{self, Ended, FromMaster, LinkError, Target, ToMaster};
 
+pub use events::{Event, Observer};
+pub use failure::classify;
 pub use load::{load, LoadError};
+pub use no_containers::{serve_without_containers, NoContainers, RUNS_NO_CONTAINERS};
 
 /// What the daemon is asked to do while it runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,18 +47,30 @@ pub enum Control {
     Shutdown,
 }
 
+/// Why the daemon interrupts what it is doing: the output of a link's `stop`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    /// Shut down.
+    Shutdown,
+    /// Reconnect at once with a reloaded configuration.
+    Reconnect,
+}
+
 /// Daemon behaviour beyond the configuration file.
 #[derive(Debug, Clone, Copy)]
 pub struct Options {
-    /// After a successful reload, drop the current link and connect with the new settings at once.
+    /// After a successful reload, drop the current link and connect with the new settings
+    /// at once (a reload that changes the agent's registration always does).
     pub reconnect_on_reload: bool,
-    /// A link that stayed up this long resets the backoff and the failure count.
+    /// A link that stayed up this long resets the failure count and the failing streak.
     pub healthy_after: Duration,
+    /// Where this agent's attempts fall within each period; `None`: drawn at random, once.
+    pub phase: Option<Phase>,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { reconnect_on_reload: false, healthy_after: Duration::from_secs(60) }
+        Options { reconnect_on_reload: false, healthy_after: Duration::from_secs(60), phase: None }
     }
 }
 
@@ -51,7 +78,7 @@ impl Default for Options {
 /// handle itself, and messages to send.
 #[derive(Debug)]
 pub struct Channels {
-    /// Receives the master's messages (`StartContainer`, …).
+    /// Receives the master's messages (`StartContainer`, `SignalContainer`).
     pub inbound: mpsc::Sender<FromMaster>,
     /// Messages for the master.
     pub outbound: mpsc::Receiver<ToMaster>,
@@ -66,16 +93,21 @@ pub enum DaemonError {
     GaveUp {
         /// How many.
         attempts: u32,
-        /// The last failure, explained.
-        last: String,
+        /// The last failure.
+        last: Box<LinkError>,
     },
-    /// The master sent `AgentShutdown`.
-    #[error("the master told this agent to shut down: {}", crate::text::escape(.0))]
-    MasterShutdown(String),
+    /// `agent_reconnect_attempts` consecutive links dropped before they were healthy.
+    #[error("gave up after {attempts} consecutive failures (agent_reconnect_attempts): the link kept dropping; the last time: {last}")]
+    KeptDropping {
+        /// How many.
+        attempts: u32,
+        /// How the last link ended.
+        last: Ended<()>,
+    },
 }
 
 /// Runs until `Control::Shutdown` (or the control channel closes): `Ok`. Gives up only
-/// as `agent_reconnect_attempts` says, or when the master says so.
+/// as `agent_reconnect_attempts` says.
 ///
 /// `reload` builds a new target from the configuration sources; when it fails, the
 /// error is logged and the running configuration kept.
@@ -83,212 +115,174 @@ pub enum DaemonError {
 /// # Errors
 /// [`DaemonError`].
 pub async fn run(
-    mut target: Target,
-    mut reload: impl FnMut() -> Result<Target, LoadError>,
+    target: Target,
+    reload: impl FnMut() -> Result<Target, LoadError>,
+    options: Options,
+    controls: &mut mpsc::Receiver<Control>,
+    channels: Channels,
+) -> Result<(), DaemonError> {
+    run_observed(target, reload, options, controls, channels, &mut ()).await
+}
+
+/// [`run`], telling `observer` every state change.
+///
+/// # Errors
+/// [`DaemonError`].
+pub async fn run_observed(
+    target: Target,
+    reload: impl FnMut() -> Result<Target, LoadError>,
     options: Options,
     controls: &mut mpsc::Receiver<Control>,
     mut channels: Channels,
+    observer: &mut dyn Observer,
 ) -> Result<(), DaemonError> {
-    let mut registered_before = false;
-    let mut failures: u32 = 0;
-    let mut waits: u32 = 0;
-    let mut fold = Fold::default();
-    let mut delay: Option<Duration> = None;
-    let mut next: Option<Target> = None;
+    let hub = controls::Hub::new(controls, reload, observer, options.reconnect_on_reload, target.registration());
+    let mut daemon = Daemon {
+        hub,
+        target,
+        options,
+        clock: Instant::now(),
+        pacer: Pacer::new(options.phase.unwrap_or_else(Phase::random)),
+        registered: false,
+        failures: 0,
+        attempt: 0,
+    };
+    let mut delay = None;
     loop {
         if let Some(wait) = delay.take() {
-            info!(delay_ms = wait.as_millis() as u64, retry = waits, "waiting before reconnecting");
-            waits = waits.saturating_add(1);
-            let deadline = Instant::now() + wait;
-            loop {
-                tokio::select! {
-                    _ = sleep_until(deadline) => break,
-                    control = controls.recv() => match control {
-                        Some(Control::Reload) => {
-                            if apply_reload(&mut reload, &mut next) && options.reconnect_on_reload {
-                                break;
-                            }
-                        }
-                        Some(Control::Shutdown) | None => return shut_down(),
-                    },
-                }
-            }
-        }
-        if let Some(t) = next.take() {
-            target = t;
-        }
-
-        let mode = target.config.mode_name();
-        let verified_name = target.config.tls.as_ref().map(|_| target.config.server_name().to_str().into_owned());
-        info!(target = %target.authority(), mode, verified_name, reconnect = registered_before, "connecting");
-        let connecting = link::connect(&target, registered_before);
-        tokio::pin!(connecting);
-        let result = loop {
+            daemon.hub.emit(Event::Waiting { delay: wait });
             tokio::select! {
-                result = &mut connecting => break Some(result),
-                control = controls.recv() => match control {
-                    Some(Control::Reload) => {
-                        if apply_reload(&mut reload, &mut next) && options.reconnect_on_reload {
-                            break None;
-                        }
-                    }
-                    Some(Control::Shutdown) | None => return shut_down(),
-                },
+                _ = sleep(wait) => {}
+                stop = daemon.hub.recv() => if stop == Stop::Shutdown { return daemon.shut_down() },
             }
-        };
-        let Some(result) = result else { continue }; // reloaded: connect with the new target now
-
-        let link = match result {
-            Ok(link) => link,
-            Err(LinkError::PastReconnect { said_in }) if registered_before => {
-                warn!(%said_in, "the master no longer expects this agent; registering afresh");
-                registered_before = false;
-                continue;
-            }
-            Err(err) => {
-                failures = failures.saturating_add(1);
-                fold.failed(&err.to_string(), failures);
-                if out_of_attempts(&target, failures) {
-                    return Err(DaemonError::GaveUp { attempts: failures, last: err.to_string() });
-                }
-                delay = Some(schedule(&target).delay(waits, random_unit()));
-                continue;
-            }
-        };
-
-        fold.recovered();
-        let peer = link.peer().clone();
-        if let Some(tls) = &peer.tls {
-            info!(address = %peer.address, fingerprint = %tls.fingerprint, tls_version = %tls.version,
-                verified_name = %tls.verified_name, resumed = tls.resumed, proxy = peer.proxy, "TLS verified");
-        } else {
-            warn!(address = %peer.address, proxy = peer.proxy, "connected WITHOUT TLS: not encrypted, master not verified");
         }
-        info!(agent_id = %target.config.agent_id, reconnect = registered_before,
-            resource_pool = %target.config.resource_pool, "registered");
-        registered_before = true;
+        if let Some(next) = daemon.hub.take_next() {
+            daemon.target = next;
+        }
+        daemon.attempt += 1;
+        let span = tracing::info_span!("link", attempt = daemon.attempt);
+        match daemon.attempt(&mut channels).instrument(span).await {
+            Next::Return(result) => return result,
+            Next::Again(wait) => delay = wait,
+        }
+    }
+}
+
+/// What comes after an attempt.
+enum Next {
+    Return(Result<(), DaemonError>),
+    /// Another attempt, after this delay (none: at once).
+    Again(Option<Duration>),
+}
+
+struct Daemon<'a, R> {
+    hub: controls::Hub<'a, R>,
+    target: Target,
+    options: Options,
+    /// The agent's own clock, for its phase points.
+    clock: Instant,
+    pacer: Pacer,
+    /// Whether the master holds this agent (so the next connection says `reconnect=true`).
+    registered: bool,
+    /// Consecutive failed attempts and unhealthy links.
+    failures: u32,
+    attempt: u64,
+}
+
+impl<R: FnMut() -> Result<Target, LoadError>> Daemon<'_, R> {
+    /// One attempt: connect, then run the link until it ends.
+    async fn attempt(&mut self, channels: &mut Channels) -> Next {
+        let reconnect = self.registered;
+        let attempt = self.attempt;
+        self.hub.emit(Event::Connecting { attempt, target: &self.target, reconnect });
+        let connected = tokio::select! {
+            result = link::connect(&self.target, reconnect) => result,
+            stop = self.hub.recv() => return self.interrupted(stop),
+        };
+        let link = match connected {
+            Ok(link) => link,
+            Err(LinkError::PastReconnect { said_in }) if reconnect => {
+                self.hub.emit(Event::MustRegisterAfresh { said_in });
+                self.registered = false;
+                return Next::Again(None);
+            }
+            Err(error) => return self.failed(error),
+        };
+        self.hub.emit(Event::Registered { attempt, peer: link.peer(), target: &self.target, reconnect });
+        self.registered = true;
 
         let up_since = Instant::now();
-        let stop = wait_for_stop(controls, &mut reload, &mut next, options.reconnect_on_reload);
-        let ended = link.run(&channels.inbound, &mut channels.outbound, stop).await;
-        let healthy = up_since.elapsed() >= options.healthy_after;
+        let ended = link.run(&channels.inbound, &mut channels.outbound, self.hub.recv()).await;
+        let up_for = up_since.elapsed();
+        self.hub.emit(Event::Disconnected { ended: &ended, up_for });
         match ended {
-            Ended::Stopped(Stop::Shutdown) => return shut_down(),
-            Ended::Stopped(Stop::Reload) => {
-                info!("reconnecting now with the reloaded configuration");
-                (failures, waits) = (0, 0);
-                continue;
-            }
-            Ended::MasterShutdown { err_msg } => {
-                error!(err_msg = %crate::text::escape(&err_msg), "the master told this agent to shut down");
-                return Err(DaemonError::MasterShutdown(err_msg));
-            }
-            other => {
-                let reason = other.to_string();
-                warn!(%reason, up_for_s = up_since.elapsed().as_secs(), "disconnected");
-                if other.past_reconnect() {
-                    registered_before = false;
+            Ended::Stopped(stop) => return self.interrupted(stop),
+            // The master no longer holds this agent: a reconnect it refused (devices or
+            // pool changed) is followed at once by a fresh registration. One it refuses
+            // after a fresh registration is a failure like any other.
+            ref ended if ended.past_reconnect() => {
+                self.registered = false;
+                if reconnect {
+                    return Next::Again(None);
                 }
             }
+            _ => {}
         }
+        let healthy = up_for >= self.options.healthy_after;
         if healthy {
-            (failures, waits) = (0, 0);
+            self.failures = 0;
         } else {
             // A link that drops at once is a failed attempt: flapping backs off and counts.
-            failures = failures.saturating_add(1);
-            if out_of_attempts(&target, failures) {
-                return Err(DaemonError::GaveUp { attempts: failures, last: "the link kept dropping".to_owned() });
+            self.failures = self.failures.saturating_add(1);
+            if self.out_of_attempts() {
+                return Next::Return(Err(DaemonError::KeptDropping {
+                    attempts: self.failures,
+                    last: ended.discard_output(),
+                }));
             }
         }
-        delay = Some(schedule(&target).delay(waits, random_unit()));
+        Next::Again(Some(self.pacer.dropped(&self.schedule(), healthy, self.clock.elapsed())))
     }
-}
 
-/// `agent_reconnect_attempts` > 0 and that many consecutive failures reached.
-fn out_of_attempts(target: &Target, failures: u32) -> bool {
-    let limit = target.config.agent_reconnect_attempts;
-    limit > 0 && failures >= limit
-}
+    fn failed(&mut self, error: LinkError) -> Next {
+        self.failures = self.failures.saturating_add(1);
+        let failure = classify(&error);
+        self.hub.emit(Event::ConnectFailed {
+            attempt: self.attempt,
+            error: &error,
+            failure,
+            consecutive: self.failures,
+        });
+        if self.out_of_attempts() {
+            return Next::Return(Err(DaemonError::GaveUp { attempts: self.failures, last: Box::new(error) }));
+        }
+        Next::Again(Some(self.pacer.failed(&self.schedule(), failure, self.clock.elapsed())))
+    }
 
-fn schedule(target: &Target) -> Backoff {
-    Backoff::new(target.config.agent_reconnect_backoff, target.config.agent_reconnect_backoff_max)
-}
-
-fn shut_down() -> Result<(), DaemonError> {
-    info!("shut down");
-    Ok(())
-}
-
-enum Stop {
-    Shutdown,
-    Reload,
-}
-
-/// While a link runs: handles reloads, and completes when the link must stop.
-async fn wait_for_stop(
-    controls: &mut mpsc::Receiver<Control>,
-    reload: &mut impl FnMut() -> Result<Target, LoadError>,
-    next: &mut Option<Target>,
-    reconnect_on_reload: bool,
-) -> Stop {
-    loop {
-        match controls.recv().await {
-            Some(Control::Reload) => {
-                if apply_reload(reload, next) && reconnect_on_reload {
-                    return Stop::Reload;
-                }
+    fn interrupted(&mut self, stop: Stop) -> Next {
+        match stop {
+            Stop::Shutdown => Next::Return(self.shut_down()),
+            Stop::Reconnect => {
+                self.failures = 0;
+                Next::Again(None)
             }
-            Some(Control::Shutdown) | None => return Stop::Shutdown,
         }
     }
-}
 
-/// Runs `reload`; on success the new target waits in `next` for the next connection.
-fn apply_reload(reload: &mut impl FnMut() -> Result<Target, LoadError>, next: &mut Option<Target>) -> bool {
-    match reload() {
-        Ok(target) => {
-            let mode = target.config.mode_name();
-            info!(target = %target.authority(), mode, "configuration reloaded; it applies from the next connection");
-            *next = Some(target);
-            true
-        }
-        Err(err) => {
-            error!(%err, "reload failed; keeping the running configuration");
-            false
-        }
-    }
-}
-
-/// Folds identical consecutive failures: the first is logged in full, repeats as one
-/// line with a count, and the count is reported when the failure changes or ends.
-#[derive(Debug, Default)]
-struct Fold {
-    last: Option<String>,
-    repeats: u32,
-}
-
-impl Fold {
-    fn failed(&mut self, message: &str, attempt: u32) {
-        if self.last.as_deref() == Some(message) {
-            self.repeats += 1;
-            let first_line = message.lines().next().unwrap_or(message);
-            warn!(attempt, "connection failed again: {first_line} … repeated {} times", self.repeats);
-            return;
-        }
-        self.flush();
-        error!(attempt, "connection failed: {message}");
-        self.last = Some(message.to_owned());
+    fn shut_down(&mut self) -> Result<(), DaemonError> {
+        self.hub.emit(Event::ShuttingDown);
+        Ok(())
     }
 
-    fn recovered(&mut self) {
-        self.flush();
-        self.last = None;
+    /// The schedule of the running target: rebuilt for each, since a reload may change
+    /// `agent_reconnect_backoff`.
+    fn schedule(&self) -> Schedule {
+        Schedule::new(self.target.config.agent_reconnect_backoff, self.target.config.agent_reconnect_backoff_max)
     }
 
-    fn flush(&mut self) {
-        if self.repeats > 0 {
-            info!("the previous failure repeated {} times", self.repeats);
-        }
-        self.repeats = 0;
+    /// `agent_reconnect_attempts` > 0 and that many consecutive failures reached.
+    fn out_of_attempts(&self) -> bool {
+        let limit = self.target.config.agent_reconnect_attempts;
+        limit > 0 && self.failures >= limit
     }
 }

@@ -253,6 +253,18 @@ pub enum Bound {
 }
 
 impl<S> Ended<S> {
+    /// The same end, without the output of the caller's `stop`.
+    pub fn discard_output(self) -> Ended<()> {
+        match self {
+            Ended::Stopped(_) => Ended::Stopped(()),
+            Ended::MasterClosed { code, reason } => Ended::MasterClosed { code, reason },
+            Ended::MasterShutdown { err_msg } => Ended::MasterShutdown { err_msg },
+            Ended::Silent { after } => Ended::Silent { after },
+            Ended::Overflow { messages, bytes, bound } => Ended::Overflow { messages, bytes, bound },
+            Ended::Failed(failure) => Ended::Failed(failure),
+        }
+    }
+
     /// Whether the master said, in `AgentShutdown` or as the close reason, that this
     /// agent is past its reconnect period and must register afresh.
     pub fn past_reconnect(&self) -> bool {
