@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use std::time::Duration;
 
-use det_agent::dev_master::{DevMaster, Event};
+use det_agent::dev_master::{Behaviour, DevMaster, Event, Options};
 use tokio::process::Command;
 
 use crate::link::until;
@@ -366,4 +366,50 @@ async fn a_blank_key_pin_variable_exits_2_and_the_impostor_is_never_dialed() {
     assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
     assert!(stderr.contains("master identity NOT verified"), "{stderr}");
     drop(impostor);
+}
+
+/// `det-agent run` answers a task placed on its node at once, in words, and a SIGHUP that
+/// moves it to another pool brings it back registered there: the master still holds it in
+/// the old pool, refuses the move with AgentShutdown, and the agent registers afresh.
+#[tokio::test]
+async fn run_fails_tasks_at_once_and_a_sighup_into_another_pool_registers_there() {
+    let options = Options { pools: vec!["default".into(), "gpu".into()], ..Options::default() };
+    let mut master =
+        DevMaster::serve_with(([127, 0, 0, 1], 0).into(), None, Behaviour::default(), options).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let port = master.addr().port();
+    let yaml = |pool: &str| {
+        format!(
+            "master_host: 127.0.0.1\nmaster_port: {port}\nagent_id: cli-pool\nresource_pool: {pool}\n\
+             agent_reconnect_backoff: 0.01\nagent_reconnect_backoff_max: 0.05\n"
+        )
+    };
+    let path = write_config(&dir, &yaml("default"));
+    let child = spawn_run(&["--config", path.to_str().unwrap()]);
+    until(&mut master, |e| matches!(e, Event::AgentStarted { resource_pool, .. } if resource_pool == "default")).await;
+
+    let container = master.start_container("cli-pool").unwrap();
+    match until(&mut master, |e| matches!(e, Event::ContainerStateChanged { .. })).await {
+        Event::ContainerStateChanged { container_id, state, failure_type, err_msg, .. } => {
+            assert_eq!((container_id, state.as_str()), (container, "TERMINATED"));
+            assert_eq!(failure_type.as_deref(), Some("task failed without an associated exit code"));
+            assert_eq!(err_msg.as_deref(), Some(det_agent::daemon::RUNS_NO_CONTAINERS));
+        }
+        _ => unreachable!(),
+    }
+
+    write_config(&dir, &yaml("gpu"));
+    signal(&child, "HUP").await;
+    match until(&mut master, |e| matches!(e, Event::AgentShutdownSent { .. })).await {
+        Event::AgentShutdownSent { reason, .. } => assert_eq!(reason, "resource pool has changed: default -> gpu"),
+        _ => unreachable!(),
+    }
+    until(&mut master, |e| matches!(e, Event::AgentStarted { resource_pool, .. } if resource_pool == "gpu")).await;
+    signal(&child, "TERM").await;
+    let out = finish(child).await;
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stderr.contains("it changes this agent's registration"), "{stderr}");
+    assert!(stderr.contains("registering afresh"), "{stderr}");
+    assert!(stderr.contains("answered that it failed"), "{stderr}");
 }

@@ -78,8 +78,18 @@ fn spawn_agent(
     options: daemon::Options,
     reload: impl FnMut() -> Result<Target, LoadError> + Send + 'static,
 ) -> Agent {
+    spawn_agent_with(target, options, reload, 64)
+}
+
+/// The daemon, with a channel of `capacity` messages to the application.
+fn spawn_agent_with(
+    target: Target,
+    options: daemon::Options,
+    reload: impl FnMut() -> Result<Target, LoadError> + Send + 'static,
+    capacity: usize,
+) -> Agent {
     let (controls, mut control_rx) = mpsc::channel(4);
-    let (inbound_tx, inbound) = mpsc::channel(64);
+    let (inbound_tx, inbound) = mpsc::channel(capacity);
     let (outbound, outbound_rx) = mpsc::channel(64);
     let task = tokio::spawn(async move {
         daemon::run(target, reload, options, &mut control_rx, Channels { inbound: inbound_tx, outbound: outbound_rx })
@@ -329,8 +339,9 @@ async fn messages_reach_a_slow_application_in_order_and_pings_are_still_answered
         Behaviour { after_register: messages, ping_interval: Some(Duration::from_millis(50)), ..Behaviour::default() };
     let mut master =
         DevMaster::serve(([127, 0, 0, 1], 0).into(), Some(master_config("master")), behaviour).await.unwrap();
+    // A channel of one: the link itself holds the other four.
     let mut agent =
-        spawn_agent(target(pinned_config(master.addr(), "root-ca.pem")), daemon::Options::default(), no_reload);
+        spawn_agent_with(target(pinned_config(master.addr(), "root-ca.pem")), daemon::Options::default(), no_reload, 1);
     // Nobody reads `agent.inbound` yet: the application is busy.
     for _ in 0..3 {
         until(&mut master, |e| matches!(e, Event::Pong { .. })).await;

@@ -12,6 +12,7 @@ mod hostile_input;
 mod interop;
 mod key_pins;
 mod layers;
+mod lifecycle;
 mod link;
 mod matrix;
 mod metrics;
