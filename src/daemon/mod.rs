@@ -217,10 +217,11 @@ impl<R: FnMut() -> Result<Target, LoadError>> Daemon<'_, R> {
         self.hub.emit(Event::Disconnected { ended: &ended, up_for });
         match ended {
             Ended::Stopped(stop) => return self.interrupted(stop),
-            // The master no longer holds this agent: a reconnect it refused (devices or
+            // The master no longer holds this agent (AgentShutdown always means so: the
+            // master stops the agent when it sends one): a reconnect it refused (devices or
             // pool changed) is followed at once by a fresh registration. One it refuses
             // after a fresh registration is a failure like any other.
-            ref ended if ended.past_reconnect() => {
+            ref ended if ended.past_reconnect() || matches!(ended, Ended::MasterShutdown { .. }) => {
                 self.registered = false;
                 if reconnect {
                     return Next::Again(None);
