@@ -320,3 +320,79 @@ async fn attempts_land_on_the_agents_phase_points() {
     }
     assert_eq!(at, [0, 1500, 4500, 7500]);
 }
+
+#[tokio::test(start_paused = true)]
+async fn by_default_a_silent_master_gets_the_go_agents_45_seconds() {
+    let behaviour = Behaviour { silent_upgrade: true, ..Behaviour::default() };
+    let master = plain(Options::default(), behaviour).await;
+    let t = Target::new(agent_config(master.addr(), "default"), ProxyEnv::none(), LinkSettings::default()).unwrap();
+    let started = Instant::now();
+    let err = link::connect(&t, false).await.unwrap_err();
+    assert!(matches!(err, LinkError::Timeout { stage: Stage::Upgrade, .. }), "{err}");
+    assert_eq!(started.elapsed(), Duration::from_secs(45));
+}
+
+/// Names the events it sees.
+struct Names(mpsc::UnboundedSender<&'static str>);
+
+impl Observer for Names {
+    fn event(&mut self, event: &DaemonEvent<'_>) {
+        let name = match event {
+            DaemonEvent::Connecting { .. } => "connecting",
+            DaemonEvent::ConnectFailed { .. } => "connect_failed",
+            DaemonEvent::Waiting { .. } => "waiting",
+            DaemonEvent::Reloading => "reloading",
+            DaemonEvent::ReloadFailed { .. } => "reload_failed",
+            DaemonEvent::Heartbeat => "heartbeat",
+            DaemonEvent::ShuttingDown => "shutting_down",
+            _ => "other",
+        };
+        let _ = self.0.send(name);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_observer_sees_each_state_change_once_and_heartbeats_from_the_loop() {
+    let refused = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
+    let mut cfg = agent_config(refused, "default");
+    cfg.agent_reconnect_backoff = Duration::from_secs(20);
+    cfg.agent_reconnect_backoff_max = Duration::from_secs(60);
+    let options = daemon::Options {
+        phase: Some(Phase::new(0.0)),
+        heartbeat: Some(Duration::from_secs(10)),
+        ..daemon::Options::default()
+    };
+    let (tx, mut names) = mpsc::unbounded_channel();
+    let (controls, mut control_rx) = mpsc::channel(4);
+    let (inbound, _from_master) = mpsc::channel(1);
+    let (_to_master, outbound) = mpsc::channel(1);
+    let daemon = tokio::spawn(async move {
+        let channels = Channels { inbound, outbound };
+        daemon::run_observed(target(cfg, settings()), no_reload, options, &mut control_rx, channels, &mut Names(tx))
+            .await
+    });
+    // One failed attempt, then a wait of a whole period (60 s), with a heartbeat every 10 s.
+    let mut seen = Vec::new();
+    while seen.iter().filter(|n| **n == "heartbeat").count() < 2 {
+        seen.push(names.recv().await.unwrap());
+    }
+    controls.send(Control::Reload).await.unwrap();
+    controls.send(Control::Shutdown).await.unwrap();
+    assert!(daemon.await.unwrap().is_ok());
+    while let Ok(name) = names.try_recv() {
+        seen.push(name);
+    }
+    assert_eq!(
+        seen,
+        [
+            "connecting",
+            "connect_failed",
+            "waiting",
+            "heartbeat",
+            "heartbeat",
+            "reloading",
+            "reload_failed",
+            "shutting_down"
+        ]
+    );
+}

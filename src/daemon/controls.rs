@@ -4,7 +4,10 @@
 //! comes out, as a [`Stop`]. The hub also emits every [`Event`]: it logs, then tells the
 //! embedder's observer.
 
+use std::time::Duration;
+
 use tokio::sync::mpsc;
+use tokio::time::{interval_at, Instant, Interval, MissedTickBehavior};
 
 use super::events::{self, Event, Fold, Observer};
 use super::{Control, LoadError, Stop};
@@ -21,6 +24,7 @@ pub(super) struct Hub<'a, R> {
     /// A reloaded target waiting for the next connection.
     next: Option<Target>,
     fold: Fold,
+    heartbeat: Option<Interval>,
 }
 
 impl<'a, R: FnMut() -> Result<Target, LoadError>> Hub<'a, R> {
@@ -30,8 +34,14 @@ impl<'a, R: FnMut() -> Result<Target, LoadError>> Hub<'a, R> {
         observer: &'a mut dyn Observer,
         reconnect_on_reload: bool,
         current: Registration,
+        heartbeat: Option<Duration>,
     ) -> Self {
-        Hub { controls, reload, observer, reconnect_on_reload, current, next: None, fold: Fold::default() }
+        let heartbeat = heartbeat.filter(|every| !every.is_zero()).map(|every| {
+            let mut interval = interval_at(Instant::now() + every, every);
+            interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
+            interval
+        });
+        Hub { controls, reload, observer, reconnect_on_reload, current, next: None, fold: Fold::default(), heartbeat }
     }
 
     /// Logs `event` and hands it to the observer.
@@ -46,20 +56,41 @@ impl<'a, R: FnMut() -> Result<Target, LoadError>> Hub<'a, R> {
     /// Cancel-safe: dropping it loses no control.
     pub async fn recv(&mut self) -> Stop {
         loop {
-            match self.controls.recv().await {
-                None | Some(Control::Shutdown) => return Stop::Shutdown,
-                Some(Control::Reload) => match (self.reload)() {
-                    Ok(target) => {
-                        let registration_changed = target.registration() != self.current;
-                        let reconnect_now = self.reconnect_on_reload || registration_changed;
-                        self.emit(Event::Reloaded { target: &target, registration_changed, reconnect_now });
-                        self.next = Some(target);
-                        if reconnect_now {
-                            return Stop::Reconnect;
-                        }
+            let control = match &mut self.heartbeat {
+                Some(heartbeat) => tokio::select! {
+                    control = self.controls.recv() => control,
+                    _ = heartbeat.tick() => {
+                        self.observer.event(&Event::Heartbeat);
+                        continue;
                     }
-                    Err(error) => self.emit(Event::ReloadFailed { error: &error }),
                 },
+                None => self.controls.recv().await,
+            };
+            match control {
+                None | Some(Control::Shutdown) => return Stop::Shutdown,
+                Some(Control::Reload) => {
+                    if self.reloaded() {
+                        return Stop::Reconnect;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Runs the reload; whether the daemon must reconnect at once.
+    fn reloaded(&mut self) -> bool {
+        self.emit(Event::Reloading);
+        match (self.reload)() {
+            Ok(target) => {
+                let registration_changed = target.registration() != self.current;
+                let reconnect_now = self.reconnect_on_reload || registration_changed;
+                self.emit(Event::Reloaded { target: &target, registration_changed, reconnect_now });
+                self.next = Some(target);
+                reconnect_now
+            }
+            Err(error) => {
+                self.emit(Event::ReloadFailed { error: &error });
+                false
             }
         }
     }

@@ -64,6 +64,8 @@ pub enum Event<'a> {
         /// How long.
         delay: Duration,
     },
+    /// A reload starts (SIGHUP): the configuration is read again.
+    Reloading,
     /// A reload succeeded.
     Reloaded {
         /// The new target, used from the next connection.
@@ -80,6 +82,9 @@ pub enum Event<'a> {
     },
     /// The daemon stops, by request.
     ShuttingDown,
+    /// The daemon's loop is alive: every `Options::heartbeat`, from the loop task itself,
+    /// whatever it is doing (waiting, connecting, running a link). Not logged.
+    Heartbeat,
 }
 
 /// Receives every [`Event`], after the daemon has logged it.
@@ -141,6 +146,7 @@ pub(super) fn log(event: &Event<'_>, fold: &mut Fold) {
             error!(%err, "reload failed; keeping the running configuration");
         }
         Event::ShuttingDown => info!("shut down"),
+        Event::Reloading | Event::Heartbeat => {}
     }
 }
 

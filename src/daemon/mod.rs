@@ -66,11 +66,13 @@ pub struct Options {
     pub healthy_after: Duration,
     /// Where this agent's attempts fall within each period; `None`: drawn at random, once.
     pub phase: Option<Phase>,
+    /// Emit [`Event::Heartbeat`] this often (for a watchdog); `None`: never.
+    pub heartbeat: Option<Duration>,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { reconnect_on_reload: false, healthy_after: Duration::from_secs(60), phase: None }
+        Options { reconnect_on_reload: false, healthy_after: Duration::from_secs(60), phase: None, heartbeat: None }
     }
 }
 
@@ -136,7 +138,9 @@ pub async fn run_observed(
     mut channels: Channels,
     observer: &mut dyn Observer,
 ) -> Result<(), DaemonError> {
-    let hub = controls::Hub::new(controls, reload, observer, options.reconnect_on_reload, target.registration());
+    let registration = target.registration();
+    let hub =
+        controls::Hub::new(controls, reload, observer, options.reconnect_on_reload, registration, options.heartbeat);
     let mut daemon = Daemon {
         hub,
         target,
