@@ -15,6 +15,7 @@ mod link;
 mod matrix;
 mod metrics;
 mod negative;
+mod no_debug;
 mod systemd;
 mod trust;
 mod util;
