@@ -1,10 +1,9 @@
 //! The Fluent Bit generator: golden files per mode and format, the DNS-name rule with
-//! its exact guidance, a property test that no value escapes its line, OpenSSL (Fluent
-//! Bit's TLS library) verifying the dev master with the generated settings, and the
-//! daemon keeping the files in step with its own trust.
+//! its exact guidance, a property test that no value escapes its line, and the daemon
+//! keeping the files in step with its own trust. The real Fluent Bit reads and runs
+//! what is written in `fluent_bit_real.rs`.
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 
 use det_agent::fluent_bit::{self, parse_classic, parse_yaml, CaFile, FluentError, Format, HostStore, Pipeline};
 use det_agent::{Config, ConfigArgs};
@@ -435,79 +434,6 @@ proptest! {
     }
 }
 
-/// Asks Debian's openssl, the library Fluent Bit verifies with, to connect the way the
-/// generated configuration says: CA file, SNI and host name check from tls.ca_file and
-/// tls.vhost. Returns whether verification succeeded, and openssl's output.
-async fn openssl_verifies(addr: std::net::SocketAddr, conf: &str) -> (bool, String) {
-    let ca = output_value(conf, "tls.ca_file").unwrap();
-    let vhost = output_value(conf, "tls.vhost").unwrap();
-    let out = tokio::process::Command::new("openssl")
-        .args(["s_client", "-connect", &addr.to_string(), "-CAfile", &ca, "-servername", &vhost])
-        .args(["-verify_hostname", &vhost, "-verify_return_error", "-brief"])
-        .stdin(Stdio::null())
-        .output()
-        .await
-        .expect("openssl runs (install Debian's openssl package)");
-    let (stdout, stderr) = text(&out);
-    (out.status.success(), format!("{stdout}{stderr}"))
-}
-
-#[tokio::test]
-async fn openssl_verifies_the_dev_master_with_the_written_settings() {
-    let master = DevMaster::with_fixture("master").await.unwrap();
-    let out_dir = tempfile::tempdir().unwrap();
-    let port = master.addr().port().to_string();
-    let root = pki("chain-to-root.pem");
-    // Dial the IP, verify the DNS name: the case Fluent Bit needs master_cert_name for.
-    let args = [
-        "fluent-bit",
-        "--master-host",
-        "127.0.0.1",
-        "--master-port",
-        &port,
-        "--security-tls-enabled",
-        "--security-tls-master-cert",
-        root.to_str().unwrap(),
-        "--security-tls-master-cert-name",
-        "master.det.test",
-        "--out",
-        out_dir.path().to_str().unwrap(),
-    ];
-    let out = det_agent(&args, &[]).await;
-    let (stdout, stderr) = text(&out);
-    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
-    let conf_path = out_dir.path().join("fluent-bit.conf");
-    let ca_path = out_dir.path().join("master-ca.pem");
-    assert_eq!(stdout, format!("wrote {}\nwrote {}\n", conf_path.display(), ca_path.display()));
-    let conf = std::fs::read_to_string(&conf_path).unwrap();
-    let (ok, log) = openssl_verifies(master.addr(), &conf).await;
-    assert!(ok, "{log}");
-    assert!(log.contains("Verification: OK"), "{log}");
-
-    // The same CA file with the IP as the name is refused by OpenSSL: why the IP rule exists
-    // (OpenSSL's host check, as Fluent Bit calls it, compares the string with DNS names).
-    let as_ip = conf.replace("tls.vhost           master.det.test", "tls.vhost           127.0.0.1");
-    assert_ne!(as_ip, conf);
-    let (ok, log) = openssl_verifies(master.addr(), &as_ip).await;
-    assert!(!ok, "{log}");
-
-    // Pinning the leaf and intermediate without the root: written with a warning, and
-    // OpenSSL does refuse it, as the warning says.
-    let chain = pki("master.pem");
-    let mut args = args.to_vec();
-    args[7] = chain.to_str().unwrap();
-    let out = det_agent(&args, &[]).await;
-    let (_, stderr) = text(&out);
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
-    assert!(
-        stderr.contains("warning: security.tls.master_cert") && stderr.contains("holds no self-signed root"),
-        "{stderr}"
-    );
-    let conf = std::fs::read_to_string(&conf_path).unwrap();
-    let (ok, log) = openssl_verifies(master.addr(), &conf).await;
-    assert!(!ok, "{log}");
-}
-
 #[tokio::test]
 async fn out_writes_the_ca_copy_and_removes_files_that_no_longer_apply() {
     use std::os::unix::fs::PermissionsExt;
@@ -630,6 +556,7 @@ async fn run_keeps_the_fluent_bit_config_in_step_on_start_and_sighup() {
     };
     let line = wait_for("wrote the Fluent Bit configuration").await;
     assert!(line.contains(&out_dir.join("fluent-bit.conf").display().to_string()), "{line}");
+    crate::fluent_bit_real::assert_dry_run_passes(&out_dir.join("fluent-bit.conf"));
     let conf = std::fs::read_to_string(out_dir.join("fluent-bit.conf")).unwrap();
     assert_eq!(output_value(&conf, "tls.vhost").as_deref(), Some("master.det.test"));
     until(&mut master, |e| matches!(e, Event::AgentStarted { .. })).await;
@@ -639,6 +566,7 @@ async fn run_keeps_the_fluent_bit_config_in_step_on_start_and_sighup() {
     signal(&child, "HUP").await;
     wait_for("wrote the Fluent Bit configuration").await;
     assert!(out_dir.join("fluent-bit.yaml").exists() && !out_dir.join("fluent-bit.conf").exists());
+    crate::fluent_bit_real::assert_dry_run_passes(&out_dir.join("fluent-bit.yaml"));
 
     // SIGHUP with one Fluent Bit cannot verify (an IP, no name) is refused as a whole:
     // the running configuration and the written files stay.
