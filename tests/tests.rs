@@ -7,6 +7,8 @@ mod cli;
 mod diagnostics;
 mod escaping;
 mod fluent_bit;
+mod fluent_bit_e2e;
+mod fluent_bit_real;
 mod hostile_input;
 mod interop;
 mod key_pins;
