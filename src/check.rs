@@ -5,7 +5,7 @@
 //!
 //! It also says how long each certificate the agent relies on (and its client
 //! certificate) has left, warning in the verdict when one ends within the
-//! [`expiry`](crate::expiry) windows, and advises against a pinned leaf that a public CA
+//! [`expiry`] windows, and advises against a pinned leaf that a public CA
 //! issued, which its next renewal breaks.
 
 use std::fmt;

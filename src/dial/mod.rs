@@ -103,7 +103,7 @@ pub struct TlsInfo {
     /// validated path's intermediates and its anchor; see
     /// [`Verified::relied_on`](crate::tls::Verified::relied_on)); for a resumed session,
     /// what the client's last full handshake relied on. Their expiry is what
-    /// [`crate::expiry`] watches.
+    /// the expiry module (`det_agent::expiry`) watches.
     pub relied_on: Vec<ReliedOn>,
 }
 

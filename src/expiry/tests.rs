@@ -6,9 +6,25 @@ use rustls::RootCertStore;
 
 use super::*;
 use crate::config::{PinnedCerts, Trust};
-use crate::dev_master::fixtures;
 use crate::tls::Anchors;
 use crate::x509::CertSummary;
+
+/// The committed test PKI, read here rather than through the dev master's fixtures,
+/// which sit in a layer above this module.
+mod fixtures {
+    use std::path::{Path, PathBuf};
+
+    use rustls_pki_types::CertificateDer;
+
+    pub fn path(name: &str) -> PathBuf {
+        Path::new("fixtures/pki").join(name)
+    }
+
+    pub fn certs(name: &str) -> Vec<CertificateDer<'static>> {
+        let bytes = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join(path(name))).unwrap();
+        crate::pem::parse_certs(&bytes, &path(name)).unwrap()
+    }
+}
 
 /// The Let's Encrypt stand-in leaf ends 2030-03-31T23:59:59Z.
 const LE_NOT_AFTER: i64 = 1_901_231_999;

@@ -1,6 +1,7 @@
 //! What the verifier relied on when it accepted the master: the certificates whose
 //! expiry would stop the agent connecting, each with its role, its validity window and
-//! where it came from. [`crate::expiry`] turns these into warnings before they bite.
+//! where it came from. The expiry module (`det_agent::expiry`) turns these into
+//! warnings before they bite.
 //!
 //! Only certificates on the path the verifier actually validated count: an
 //! intermediate the master appends but the path does not use is not relied on, and
@@ -192,7 +193,7 @@ pub(super) fn of_path(path: &VerifiedPath<'_>, anchors: &Anchors) -> Vec<ReliedO
 /// The certificates a path from `end_entity` through `intermediates` to one of
 /// `anchors` relies on, when one is valid at `at` for TLS server authentication within
 /// its anchor's limits; `None` when there is none. No name is checked: this tells who
-/// issued a certificate (see [`crate::expiry::renewal_advice`]), and never decides
+/// issued a certificate (for `det_agent::expiry::renewal_advice`), and never decides
 /// whether to trust a connection.
 pub fn issued_under(
     anchors: &Anchors,
