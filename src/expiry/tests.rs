@@ -157,7 +157,8 @@ fn the_watch_reminds_daily_and_at_once_on_escalation() {
     watch.relied_on(&relied); // a reconnect to the same master
     assert!(watch.due(before_end(28, 1)).is_empty(), "still within the day");
     assert_eq!(watch.due(before_end(28, 0)).len(), 1, "a day later");
-    assert_eq!(watch.due(before_end(7, 0))[0].level, Level::Error, "the error window: at once");
+    assert_eq!(watch.due(before_end(7, 3600))[0].level, Level::Warning, "a day later, still a warning");
+    assert_eq!(watch.due(before_end(7, 0))[0].level, Level::Error, "an hour later, the error window: at once");
     assert!(watch.due(before_end(6, 1)).is_empty());
     assert_eq!(watch.due(before_end(6, 0))[0].level, Level::Error);
     assert_eq!(watch.earliest_not_after(), Some(Timestamp(LE_NOT_AFTER)));

@@ -563,6 +563,15 @@ mod tests {
         assert!(verify(&v, &chain, "master.det.test", in_2027).is_ok());
         assert!(v.last_chain.lock().unwrap().is_some(), "a validated chain is remembered");
         assert!(verify(&v, &chain, "master.det.test", in_2027).is_ok());
+        // A remembered chain relies on what its full validation relied on.
+        let relied = |v: &MasterVerifier| {
+            let name = ServerName::try_from("master.det.test").unwrap();
+            let now = UnixTime::since_unix_epoch(Duration::from_secs(in_2027));
+            v.verify(&chain[0], &chain[1..], &name, now).unwrap().into_relied_on()
+        };
+        let fresh = MasterVerifier::pinned(&pinned, crate::tls::provider()).remembering(false);
+        assert_eq!(relied(&v), relied(&fresh));
+        assert_eq!(relied(&v).len(), 3, "leaf, intermediate, root");
         let expired = verify(&v, &chain, "master.det.test", in_2128).unwrap_err();
         assert!(expired.to_string().contains("expired"), "{expired}");
         assert!(verify(&v, &chain, "other.det.test", in_2027).is_err(), "the name is part of the key");
