@@ -144,9 +144,19 @@ impl ReliedOn {
         }
     }
 
-    /// A DER certificate; `None` when it does not parse.
+    /// A DER certificate; `None` when it does not parse. Reads only what a `ReliedOn`
+    /// holds, since every full validation makes these.
     pub fn from_der(role: Role, der: &[u8], source: CertSource) -> Option<ReliedOn> {
-        CertSummary::parse(der).ok().map(|cert| ReliedOn::from_summary(role, &cert, source))
+        let (_, cert) = X509Certificate::from_der(der).ok()?;
+        Some(ReliedOn {
+            role,
+            subject: Untrusted::new(cert.subject().to_string()),
+            not_before: Some(Timestamp(cert.validity().not_before.timestamp())),
+            not_after: Some(Timestamp(cert.validity().not_after.timestamp())),
+            sha256: Some(Fingerprint::of(der)),
+            source,
+            dates_checked: true,
+        })
     }
 }
 
