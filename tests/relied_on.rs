@@ -251,3 +251,18 @@ async fn the_binary_prints_days_left_with_the_client_certificate_in_text_and_jso
     assert_eq!(json["verdict"]["warnings"], serde_json::json!([]));
     assert_eq!(json["renewal_advice"], serde_json::Value::Null);
 }
+
+#[tokio::test]
+async fn a_hostile_subject_is_shown_escaped_in_the_relied_on_lines() {
+    let master = DevMaster::with_fixture("hostile-text").await.unwrap();
+    let mut tls = TlsConfig::new(Trust::SkipVerify);
+    tls.master_key_pins = vec![KeyPin::of_cert(&fixtures::certs("hostile-text.pem")[0]).unwrap()];
+    let cfg = config("localhost", master.addr(), tls);
+    let report = dial(&cfg).await;
+    assert!(report.verdict.ok, "{}", report.verdict.error.unwrap_or_default());
+    let text = report.to_string();
+    let line = text.lines().find(|l| l.starts_with("relied on")).unwrap_or_else(|| panic!("{text}"));
+    assert!(line.contains("det-agent tests \\u202etxt.exe, CN=hostile\\x1b]0;pwned\\x07\\x9b31m"), "{line}");
+    assert!(line.contains("not enforced: the pinned key authenticates the master"), "{line}");
+    assert!(!text.chars().any(|c| c == '\x1b' || c == '\u{202e}' || c == '\u{9b}'), "{}", text.escape_debug());
+}

@@ -254,3 +254,13 @@ fn no_advice_for_a_pinned_ca_a_private_leaf_ca_mode_or_other_roots() {
     // The test root is not one of the real bundled roots.
     assert!(renewal_advice(&pinned_file("letsencrypt/fullchain.pem"), &[], &Anchors::bundled()).is_none());
 }
+
+#[test]
+fn text_from_the_certificate_is_shown_escaped() {
+    let hostile = ReliedOn { subject: "CN=\x1b[2Jverdict OK\u{202e}".into(), ..le_leaf(CertSource::Presented) };
+    let s = status(&hostile, before_end(3, 0), Windows::default());
+    for text in [s.message.clone().unwrap(), s.to_string()] {
+        assert!(text.contains("CN=\\x1b[2Jverdict OK\\u202e"), "{text}");
+        assert!(!text.contains('\x1b') && !text.contains('\u{202e}'), "{text}");
+    }
+}
