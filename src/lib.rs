@@ -13,7 +13,9 @@
 //!    store shared with the `det` CLI, and its master addresses.
 //! 3. [`config`]: `agent.yaml`, environment and flags, checked into a [`Config`].
 //! 4. [`tls`]: the master verifier and the TLS client; [`dial`]: the one way every
-//!    command reaches the master (addresses, proxy, TLS).
+//!    command reaches the master (addresses, proxy, TLS); [`expiry`]: the certificates
+//!    the agent relies on, judged before they expire, and advice on pins that renewals
+//!    break.
 //! 5. [`link`]: the registered websocket to `/agents`; [`check`]: one dial, explained.
 //! 6. What `det-agent run` is made of: [`metrics`], [`fluent_bit`], [`trust`] (the
 //!    `trust` command), [`task_env`], and [`daemon`] itself.
@@ -39,6 +41,8 @@ pub mod config;
 
 pub mod dial;
 pub mod tls;
+
+pub mod expiry;
 
 pub mod check;
 pub mod link;

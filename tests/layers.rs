@@ -24,9 +24,11 @@ const LAYERS: &[&str] = &[
     "store",
     // The checked configuration.
     "config",
-    // The verifier and TLS client, then the one dialer.
+    // The verifier and TLS client, then the one dialer, then expiry warnings and renewal
+    // advice about what the verifier relied on.
     "tls",
     "dial",
+    "expiry",
     // The master link, then `check`.
     "link",
     "check",
