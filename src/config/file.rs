@@ -1,0 +1,146 @@
+//! agent.yaml as written: the serde types that mirror it (unknown keys are refused with
+//! their line), a [`Field`] that tells a key without a value from an absent one, and the
+//! bounded reading and parsing of the file.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::error::ConfigError;
+
+/// The largest configuration file read: 1 MiB, two hundred times a complete agent.yaml
+/// (agent.yaml.example is under 5 KiB), small enough that even a hostile file is
+/// parsed in a fraction of a second (with at most [`MAX_FLOW_BRACKETS`] brackets).
+pub const MAX_CONFIG_SIZE: u64 = 1 << 20;
+
+/// The most `[` and `{` a configuration file may hold. Each can open a YAML flow
+/// collection, and libyaml's scanner (under serde_norway) walks one entry per open level
+/// for every token: a file nested 100,000 deep took over 20 s, before serde_norway's own
+/// depth limit (128), which applies only once the whole file is scanned. Which brackets
+/// open a level depends on quoting rules only a full YAML scanner knows, so every one is
+/// counted, in comments and strings too: a bound the nesting can never exceed. 64 leaves
+/// room for any real file (the schema nests 4 deep, and needs a bracket pair only for an
+/// inline list) and keeps a 1 MiB file nested 64 deep under 0.2 s.
+pub const MAX_FLOW_BRACKETS: usize = 64;
+
+/// `agent.yaml`, as written. Unknown keys are rejected by the parser, which names them
+/// with their line.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "agent.yaml's settings, as `key: value` lines")]
+pub(super) struct FileConfig {
+    pub(super) master_host: Option<String>,
+    pub(super) master_port: Option<u16>,
+    pub(super) agent_id: Option<String>,
+    pub(super) resource_pool: Option<String>,
+    pub(super) container_master_host: Option<String>,
+    pub(super) container_master_port: Option<u16>,
+    pub(super) agent_reconnect_attempts: Option<u32>,
+    pub(super) agent_reconnect_backoff: Option<f64>,
+    pub(super) agent_reconnect_backoff_max: Option<f64>,
+    pub(super) max_message_size: Option<u64>,
+    pub(super) security: Option<FileSecurity>,
+    pub(super) fluent: Option<FileFluent>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "the fluent settings (config_dir, format, listen, port, flush)")]
+pub(super) struct FileFluent {
+    pub(super) config_dir: Option<PathBuf>,
+    pub(super) format: Option<String>,
+    pub(super) listen: Option<String>,
+    pub(super) port: Option<u16>,
+    pub(super) flush: Option<u32>,
+    /// Determined's agent ran Fluent Bit in a container; det-agent writes a
+    /// configuration instead. Accepted so a Determined agent.yaml loads, and unused.
+    #[allow(dead_code)]
+    pub(super) image: Option<String>,
+    /// As `image`: accepted for Determined's agent.yaml, unused.
+    #[allow(dead_code)]
+    pub(super) container_name: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "the security settings (tls:)")]
+pub(super) struct FileSecurity {
+    pub(super) tls: Option<FileTls>,
+}
+
+/// The trust settings. Each key is a [`Field`], so a key written without a value is told
+/// apart from an absent one.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields, expecting = "the security.tls settings (enabled, master_cert, …)")]
+pub(super) struct FileTls {
+    pub(super) enabled: Field<bool>,
+    pub(super) skip_verify: Field<bool>,
+    pub(super) master_cert: Field<PathBuf>,
+    pub(super) master_cert_name: Field<String>,
+    pub(super) master_key_pins: Field<Vec<String>>,
+    pub(super) client_cert: Field<PathBuf>,
+    pub(super) client_key: Field<PathBuf>,
+}
+
+/// A `security.tls` key as written: absent, present without a value (YAML null:
+/// nothing after the colon, `~` or `null`, which is what a template leaves when its
+/// variable is empty), or a value. Absent means "not set"; a null is an error, because
+/// reading `master_cert: ${CERT}` with CERT unset as "not set" would mean CA mode, and
+/// `enabled: ${TLS}` plain TCP.
+#[derive(Debug, Default)]
+pub(super) enum Field<T> {
+    #[default]
+    Absent,
+    Null,
+    Value(T),
+}
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Field<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Ok(Option::<T>::deserialize(deserializer)?.map_or(Field::Null, Field::Value))
+    }
+}
+
+/// What a key written without a value is, in the words of a [`ConfigError::Blank`].
+pub(super) const NULL_FOUND: &str =
+    "has no value (YAML null: nothing after the colon, `~` or `null`, as a template leaves it when its variable is empty)";
+
+/// The configuration file's text: at most [`MAX_CONFIG_SIZE`] bytes of UTF-8.
+pub(super) fn read_file(path: &Path) -> Result<String, ConfigError> {
+    let read_error = |source| ConfigError::Read { path: path.to_owned(), source };
+    let file = std::fs::File::open(path).map_err(read_error)?;
+    let bytes = crate::fsutil::read_limited(file, MAX_CONFIG_SIZE)
+        .map_err(read_error)?
+        .ok_or_else(|| ConfigError::TooLarge { path: path.to_owned(), limit: MAX_CONFIG_SIZE })?;
+    String::from_utf8(bytes).map_err(|e| {
+        let at = e.utf8_error().valid_up_to();
+        ConfigError::Parse {
+            path: path.to_owned(),
+            message: format!(
+                "not UTF-8 text (byte {at} starts an invalid sequence); agent.yaml must be UTF-8 YAML, so check that this is the right file, or convert it with iconv"
+            ),
+        }
+    })
+}
+
+pub(super) fn parse_file(text: &str, path: &Path) -> Result<FileConfig, ConfigError> {
+    if text.len() as u64 > MAX_CONFIG_SIZE {
+        return Err(ConfigError::TooLarge { path: path.to_owned(), limit: MAX_CONFIG_SIZE });
+    }
+    check_flow_brackets(text, path)?;
+    // An empty file, or one holding only comments, is an empty configuration.
+    let parsed: Option<FileConfig> = serde_norway::from_str(text)
+        .map_err(|e| ConfigError::Parse { path: path.to_owned(), message: e.to_string() })?;
+    Ok(parsed.unwrap_or_default())
+}
+
+/// Refuses a file with more than [`MAX_FLOW_BRACKETS`] `[` and `{`, naming where the
+/// first one over the limit is.
+fn check_flow_brackets(text: &str, path: &Path) -> Result<(), ConfigError> {
+    let Some((offset, _)) = text.match_indices(['[', '{']).nth(MAX_FLOW_BRACKETS) else { return Ok(()) };
+    let before = &text[..offset];
+    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
+    Err(ConfigError::TooNested {
+        path: path.to_owned(),
+        line: before.matches('\n').count() + 1,
+        column: before[line_start..].chars().count() + 1,
+        limit: MAX_FLOW_BRACKETS,
+    })
+}

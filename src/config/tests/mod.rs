@@ -1,0 +1,163 @@
+//! The configuration's unit tests, by topic: layering and defaults here, the trust
+//! settings in `tls.rs`, reading the file in `file.rs`.
+
+mod file;
+mod tls;
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::defaults::default_agent_id;
+use super::file::parse_file;
+use super::resolve::Resolver;
+use super::*;
+use crate::error::ConfigError;
+
+pub(super) fn pki(name: &str) -> String {
+    format!("{}/fixtures/pki/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+pub(super) fn resolve(yaml: &str, args: ConfigArgs, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    let env: HashMap<String, String> = env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+    let lookup = move |k: &str| env.get(k).cloned();
+    let path = Path::new("/etc/determined/agent.yaml");
+    let file = parse_file(yaml, path)?;
+    Resolver { args: &args, env: &lookup, file_path: Some(path) }.resolve(file)
+}
+
+#[test]
+fn defaults_follow_the_master() {
+    let plain = resolve("master_host: m.example.com\n", ConfigArgs::default(), &[]).unwrap();
+    assert_eq!(plain.master_port, 8080);
+    assert!(plain.tls.is_none());
+    assert_eq!(plain.resource_pool, "default");
+    assert_eq!(plain.agent_id, default_agent_id());
+    assert_eq!(plain.agent_reconnect_attempts, 0);
+    assert_eq!(plain.agent_reconnect_backoff, Duration::from_secs(5));
+    let tls = resolve("master_host: m.example.com\nsecurity:\n  tls:\n    enabled: true\n", ConfigArgs::default(), &[])
+        .unwrap();
+    assert_eq!(tls.master_port, 8443);
+    assert!(matches!(tls.tls.unwrap().trust, Trust::PublicRoots));
+}
+
+#[test]
+fn flag_beats_env_beats_file() {
+    let yaml = "master_host: file.example.com\nmaster_port: 1111\nagent_id: from-file\n";
+    let env = [("DET_MASTER_HOST", "env.example.com"), ("DET_MASTER_PORT", "2222")];
+    let args = ConfigArgs { master_host: Some("flag.example.com".into()), ..Default::default() };
+    let cfg = resolve(yaml, args, &env).unwrap();
+    assert_eq!(cfg.master_host.to_string(), "flag.example.com");
+    assert_eq!(cfg.master_port, 2222);
+    assert_eq!(cfg.agent_id, "from-file");
+}
+
+#[test]
+fn file_values_are_checked_like_flags() {
+    for (yaml, needle) in [
+        ("master_host: m\nmaster_port: 0\n", "master_port (set in /etc/determined/agent.yaml): \"0\" is not valid"),
+        ("master_host: m\nagent_id: \"\"\n", "agent_id (set in /etc/determined/agent.yaml)"),
+        ("master_host: m\nresource_pool: \" gpu\"\n", "resource_pool"),
+        ("master_host: https://m.example.com\n", "not a URL"),
+        ("master_host: m\ncontainer_master_port: 0\n", "container_master_port"),
+    ] {
+        let msg = resolve(yaml, ConfigArgs::default(), &[]).unwrap_err().to_string();
+        assert!(msg.contains(needle), "{yaml:?}: {msg}");
+    }
+}
+
+#[test]
+fn fluent_section_layers_and_is_checked() {
+    let yaml = "master_host: m\nfluent:\n  config_dir: fluent-bit\n  format: yaml\n  port: 24225\n  image: fluent/fluent-bit:1.9\n";
+    let cfg = resolve(yaml, ConfigArgs::default(), &[("DET_FLUENT_LISTEN", "0.0.0.0")]).unwrap();
+    assert_eq!(cfg.fluent.config_dir, Some(PathBuf::from("/etc/determined/fluent-bit")));
+    assert_eq!(cfg.fluent.format, FluentFormat::Yaml);
+    assert_eq!(cfg.fluent.port, 24225);
+    assert_eq!(cfg.fluent.listen, "0.0.0.0".parse::<IpAddr>().unwrap());
+    assert_eq!(cfg.fluent.flush_secs, 1);
+    let defaults = resolve("master_host: m\n", ConfigArgs::default(), &[]).unwrap();
+    assert_eq!(defaults.fluent, FluentConfig::default());
+    for (fluent, needle) in [
+        (
+            "format: json",
+            "fluent.format (set in /etc/determined/agent.yaml): \"json\" is not valid: expected classic or yaml",
+        ),
+        ("listen: localhost", "expected an IP address"),
+        ("flush: 0", "from 1 to 3600"),
+        ("port: 0", "fluent.port"),
+        ("tag: x", "unknown field `tag`"),
+    ] {
+        let yaml = format!("master_host: m\nfluent:\n  {fluent}\n");
+        let msg = resolve(&yaml, ConfigArgs::default(), &[]).unwrap_err().to_string();
+        assert!(msg.contains(needle), "{fluent}: {msg}");
+    }
+}
+
+#[test]
+fn empty_env_counts_as_unset() {
+    let cfg = resolve("master_host: file.example.com\n", ConfigArgs::default(), &[("DET_MASTER_HOST", "")]).unwrap();
+    assert_eq!(cfg.master_host.to_string(), "file.example.com");
+}
+
+#[test]
+fn unknown_key_is_named_with_its_line() {
+    let err = resolve(
+        "master_host: m\nsecurity:\n  tls:\n    enabled: true\n    verify_name: x\n",
+        ConfigArgs::default(),
+        &[],
+    )
+    .unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.contains("verify_name") && msg.contains("line 5"), "{msg}");
+}
+
+#[test]
+fn missing_host_says_every_way_to_set_it() {
+    let msg = resolve("", ConfigArgs::default(), &[]).unwrap_err().to_string();
+    assert!(msg.contains("--master-host") && msg.contains("DET_MASTER_HOST"), "{msg}");
+}
+
+#[test]
+fn bad_env_value_names_the_variable() {
+    let msg =
+        resolve("master_host: m\n", ConfigArgs::default(), &[("DET_MASTER_PORT", "http")]).unwrap_err().to_string();
+    assert!(msg.contains("master_port") && msg.contains("$DET_MASTER_PORT") && msg.contains("\"http\""), "{msg}");
+}
+
+#[test]
+fn relative_paths_in_the_file_follow_the_file() {
+    let r = Resolver {
+        args: &ConfigArgs::default(),
+        env: &|_| None,
+        file_path: Some(Path::new("/etc/determined/agent.yaml")),
+    };
+    assert_eq!(r.file_relative("master.crt".into()), PathBuf::from("/etc/determined/master.crt"));
+    assert_eq!(r.file_relative("/abs/master.crt".into()), PathBuf::from("/abs/master.crt"));
+}
+
+#[test]
+fn backoff_is_bounded() {
+    assert!(resolve("master_host: m\nagent_reconnect_backoff: -1\n", ConfigArgs::default(), &[]).is_err());
+    let cfg = resolve("master_host: m\nagent_reconnect_backoff: 2.5\n", ConfigArgs::default(), &[]).unwrap();
+    assert_eq!(cfg.agent_reconnect_backoff, Duration::from_millis(2500));
+}
+
+#[test]
+fn every_option_is_named_as_determineds_agent_names_it_and_has_its_flag() {
+    use clap::CommandFactory;
+    #[derive(clap::Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: ConfigArgs,
+    }
+    let command = Cli::command();
+    for opt in names::ALL {
+        let flag = format!("--{}", opt.key.replace(['.', '_'], "-"));
+        assert_eq!(opt.flag, flag, "{}", opt.key);
+        assert_eq!(opt.env, format!("DET_{}", flag[2..].to_uppercase().replace('-', "_")), "{}", opt.key);
+        let arg = command.get_arguments().find(|a| a.get_long() == Some(&flag[2..]));
+        let help = arg.and_then(|a| a.get_help()).map(|h| h.to_string()).unwrap_or_default();
+        assert!(help.ends_with(&format!("[env: {}]", opt.env)), "{flag}: {help:?}");
+    }
+}
