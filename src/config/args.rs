@@ -80,6 +80,9 @@ pub struct ConfigArgs {
     /// `fluent.flush`.
     #[arg(long, value_name = "SECONDS", help = help(&names::FLUENT_FLUSH, "Seconds between Fluent Bit's flushes to the master", Some(defaults::DEFAULT_FLUENT_FLUSH_SECS.to_string())))]
     pub fluent_flush: Option<String>,
+    /// `metrics.listen`.
+    #[arg(long, value_name = "IP:PORT", help = help(&names::METRICS_LISTEN, "Serve Prometheus metrics (/metrics) and a health check (/healthz) on this address; no authentication, so keep it on 127.0.0.1 or a trusted network", Some("none, metrics off".to_owned())))]
+    pub metrics_listen: Option<String>,
 }
 
 /// A flag's help: what it sets, its default when there is one, its variable.

@@ -40,6 +40,13 @@ pub(super) struct FileConfig {
     pub(super) max_message_size: Option<u64>,
     pub(super) security: Option<FileSecurity>,
     pub(super) fluent: Option<FileFluent>,
+    pub(super) metrics: Option<FileMetrics>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "the metrics settings (listen)")]
+pub(super) struct FileMetrics {
+    pub(super) listen: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -10,6 +10,7 @@
 mod args;
 mod defaults;
 mod file;
+mod listen;
 mod names;
 mod parse;
 mod resolve;
@@ -26,6 +27,7 @@ pub use crate::host::{authority, Host, HostError};
 pub use args::ConfigArgs;
 pub use defaults::*;
 pub use file::{MAX_CONFIG_SIZE, MAX_FLOW_BRACKETS};
+pub use listen::{Listen, ListenError};
 pub use tls_types::{ClientIdentity, PinnedCerts, TlsConfig, Trust};
 
 /// A checked agent configuration.
@@ -55,6 +57,8 @@ pub struct Config {
     pub tls: Option<TlsConfig>,
     /// The Fluent Bit configuration det-agent writes (the `fluent` section).
     pub fluent: FluentConfig,
+    /// The metrics endpoint (the `metrics` section).
+    pub metrics: MetricsConfig,
 }
 
 impl Config {
@@ -74,6 +78,7 @@ impl Config {
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             tls,
             fluent: FluentConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 
@@ -91,6 +96,14 @@ impl Config {
             None => self.master_host.server_name(),
         }
     }
+}
+
+/// The `metrics` section.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MetricsConfig {
+    /// `metrics.listen`: where `det-agent run` serves `/metrics` (Prometheus/OpenMetrics)
+    /// and `/healthz`. `None` (the default): metrics off, nothing listens.
+    pub listen: Option<Listen>,
 }
 
 /// The `fluent` section: where `det-agent run` keeps a Fluent Bit configuration that

@@ -116,6 +116,13 @@ opt!(FLUENT_FORMAT, "fluent.format", "--fluent-format", "DET_FLUENT_FORMAT", "cl
 opt!(FLUENT_LISTEN, "fluent.listen", "--fluent-listen", "DET_FLUENT_LISTEN", "an IP address such as 127.0.0.1");
 opt!(FLUENT_PORT, "fluent.port", "--fluent-port", "DET_FLUENT_PORT", "a TCP port from 1 to 65535");
 opt!(FLUENT_FLUSH, "fluent.flush", "--fluent-flush", "DET_FLUENT_FLUSH", "a whole number of seconds from 1 to 3600");
+opt!(
+    METRICS_LISTEN,
+    "metrics.listen",
+    "--metrics-listen",
+    "DET_METRICS_LISTEN",
+    "an IP address and a port such as 127.0.0.1:9464"
+);
 
 /// Every option that has a flag and an environment variable.
 #[cfg(test)]
@@ -142,4 +149,5 @@ pub(super) const ALL: &[&Opt] = &[
     &FLUENT_LISTEN,
     &FLUENT_PORT,
     &FLUENT_FLUSH,
+    &METRICS_LISTEN,
 ];

@@ -11,7 +11,7 @@ use super::names::*;
 use super::parse::{self, MAX_BACKOFF_SECS};
 use super::tls::{pin_list, tls_config};
 use super::FluentFormat as Format;
-use super::{Config, ConfigArgs, FluentConfig, Host, PinnedCerts, Trust};
+use super::{Config, ConfigArgs, FluentConfig, Host, Listen, MetricsConfig, PinnedCerts, Trust};
 use crate::error::{ConfigError, Origin};
 
 /// A value and where it came from.
@@ -233,6 +233,10 @@ impl Resolver<'_> {
         let client_key = self.pick(&CLIENT_KEY, &a.security_tls_client_key, file_client_key, parse::path)?;
 
         let fluent = self.fluent(file.fluent.unwrap_or_default())?;
+        let metrics_listen = file.metrics.and_then(|m| m.listen);
+        let metrics_listen = self.pick_parsed(&METRICS_LISTEN, &a.metrics_listen, metrics_listen, |s| {
+            s.parse::<Listen>().map_err(|e| e.to_string())
+        })?;
 
         let tls_on = enabled.as_ref().is_some_and(|s| s.value);
         let tls = if tls_on {
@@ -282,6 +286,7 @@ impl Resolver<'_> {
             max_message_size: max_message_size.map_or(defaults::DEFAULT_MAX_MESSAGE_SIZE, |s| s.value),
             tls,
             fluent,
+            metrics: MetricsConfig { listen: metrics_listen.map(|s| s.value) },
         })
     }
 

@@ -161,3 +161,37 @@ fn every_option_is_named_as_determineds_agent_names_it_and_has_its_flag() {
         assert!(help.ends_with(&format!("[env: {}]", opt.env)), "{flag}: {help:?}");
     }
 }
+
+#[test]
+fn metrics_listen_layers_and_is_checked_like_every_option() {
+    assert_eq!(resolve("master_host: m\n", ConfigArgs::default(), &[]).unwrap().metrics.listen, None);
+    let yaml = "master_host: m\nmetrics:\n  listen: 127.0.0.1:9464\n";
+    let listen = |cfg: Config| cfg.metrics.listen.map(|l| l.to_string());
+    assert_eq!(listen(resolve(yaml, ConfigArgs::default(), &[]).unwrap()).as_deref(), Some("127.0.0.1:9464"));
+    let env = [("DET_METRICS_LISTEN", "[::1]:9100")];
+    assert_eq!(listen(resolve(yaml, ConfigArgs::default(), &env).unwrap()).as_deref(), Some("[::1]:9100"));
+    let flag = ConfigArgs { metrics_listen: Some("0.0.0.0:9200".into()), ..ConfigArgs::default() };
+    assert_eq!(listen(resolve(yaml, flag, &env).unwrap()).as_deref(), Some("0.0.0.0:9200"));
+    for (yaml, env, message) in [
+        (
+            "master_host: m\nmetrics:\n  listen: 9464\n",
+            None,
+            "metrics.listen (set in /etc/determined/agent.yaml): \"9464\" is not valid: expected an IP address before the port: 127.0.0.1:9464 serves this host only, 0.0.0.0:9464 every interface (the endpoint has no authentication)",
+        ),
+        (
+            "master_host: m\nmetrics:\n  listen: \"\"\n",
+            None,
+            "metrics.listen (set in /etc/determined/agent.yaml) is empty; an option that is set must have a value, and det-agent never reads a blank one as \"not set\". Set it to an IP address and a port such as 127.0.0.1:9464, or delete the listen key from /etc/determined/agent.yaml to leave it unset",
+        ),
+        (
+            "master_host: m\n",
+            Some("localhost:9100"),
+            "metrics.listen (set by $DET_METRICS_LISTEN): \"localhost:9100\" is not valid: expected an IP address, not a host name (it would be resolved once, at start); write 127.0.0.1:9100 for this host only, or [::1]:9100 for IPv6",
+        ),
+    ] {
+        let env: Vec<(&str, &str)> = env.map(|v| ("DET_METRICS_LISTEN", v)).into_iter().collect();
+        assert_eq!(resolve(yaml, ConfigArgs::default(), &env).unwrap_err().to_string(), message);
+    }
+    let msg = resolve("master_host: m\nmetrics:\n  port: 1\n", ConfigArgs::default(), &[]).unwrap_err().to_string();
+    assert!(msg.contains("unknown field `port`") && msg.contains("line 3"), "{msg}");
+}
