@@ -11,9 +11,12 @@ use super::names::{self, Opt};
 /// in its help; flags win over the environment, which wins over the file.
 #[derive(clap::Args, Debug, Default, Clone)]
 pub struct ConfigArgs {
-    /// The agent configuration file.
-    #[arg(long, value_name = "FILE", help = format!("Agent configuration file [default: {} when it exists]", defaults::DEFAULT_CONFIG_PATH))]
-    pub config: Option<PathBuf>,
+    /// Configuration files, read after `config_file`; later ones win key by key.
+    #[arg(long, value_name = "FILE", help = format!("Configuration file; give it again to layer another file over it, key by key (det-agent's own keys can live there, away from a Determined agent.yaml) [default: {} when no file is named and it exists]", defaults::DEFAULT_CONFIG_PATH))]
+    pub config: Vec<PathBuf>,
+    /// `config_file`: Determined's name for the configuration file, read first.
+    #[arg(long, value_name = "FILE", help = help(&names::CONFIG_FILE, "Determined agent's configuration file option: read first, before any --config", None))]
+    pub config_file: Option<String>,
     /// `master_host`.
     #[arg(long, value_name = "HOST", help = help(&names::MASTER_HOST, "Master host name or IP address to dial", None))]
     pub master_host: Option<String>,

@@ -1,12 +1,16 @@
 //! agent.yaml as written: the serde types that mirror it (unknown keys are refused with
-//! their line), a [`Field`] that tells a key without a value from an absent one, and the
-//! bounded reading and parsing of the file.
+//! their line), a [`Field`] that tells a key without a value from an absent one, the
+//! bounded reading and parsing of a file, and the merging of several files, later ones
+//! winning key by key, with the file each key came from.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
+use serde_norway::Value;
 
-use crate::error::ConfigError;
+use super::names::{self, Opt};
+use crate::error::{ConfigError, Origin};
 
 /// The largest configuration file read: 1 MiB, two hundred times a complete agent.yaml
 /// (agent.yaml.example is under 5 KiB), small enough that even a hostile file is
@@ -99,6 +103,12 @@ pub(super) enum Field<T> {
     Value(T),
 }
 
+impl<T> Field<T> {
+    fn is_null(&self) -> bool {
+        matches!(self, Field::Null)
+    }
+}
+
 impl<'de, T: Deserialize<'de>> Deserialize<'de> for Field<T> {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         Ok(Option::<T>::deserialize(deserializer)?.map_or(Field::Null, Field::Value))
@@ -150,4 +160,116 @@ fn check_flow_brackets(text: &str, path: &Path) -> Result<(), ConfigError> {
         column: before[line_start..].chars().count() + 1,
         limit: MAX_FLOW_BRACKETS,
     })
+}
+
+/// The configuration files read, in order, and which of them set each key.
+#[derive(Debug, Default)]
+pub(super) struct Sources {
+    /// The files, in the order read.
+    pub(super) paths: Vec<PathBuf>,
+    /// Every key set to a value (dotted: `security.tls.master_cert`), and the index in
+    /// `paths` of the last file that set it.
+    keys: BTreeMap<String, usize>,
+}
+
+impl Sources {
+    /// The file that set `key`: the one whose value is used. `None` when no file did.
+    pub(super) fn file_of(&self, key: &str) -> Option<&Path> {
+        self.keys.get(key).map(|&i| self.paths[i].as_path())
+    }
+}
+
+/// Reads and merges `paths`, each at most [`MAX_CONFIG_SIZE`] bytes.
+pub(super) fn read_all(paths: &[PathBuf]) -> Result<(FileConfig, Sources), ConfigError> {
+    let texts = paths.iter().map(|path| Ok((path.as_path(), read_file(path)?))).collect::<Result<Vec<_>, _>>()?;
+    let texts: Vec<(&Path, &str)> = texts.iter().map(|(path, text)| (*path, text.as_str())).collect();
+    merge(&texts)
+}
+
+/// Parses each file on its own, so an error names its file and line, then merges them:
+/// for each key the last file that gives it a value wins; a key without a value (YAML
+/// null) overrides nothing. A `security.tls` key without a value is an error in any
+/// file, even one a later file overrides.
+pub(super) fn merge(texts: &[(&Path, &str)]) -> Result<(FileConfig, Sources), ConfigError> {
+    let mut sources = Sources::default();
+    let mut merged = Value::Null;
+    let mut last = FileConfig::default();
+    for (index, (path, text)) in texts.iter().enumerate() {
+        last = parse_file(text, path)?;
+        if let Some(opt) = last.security.as_ref().and_then(|s| s.tls.as_ref()).and_then(FileTls::first_null) {
+            let origin = Origin::File(path.to_path_buf());
+            return Err(ConfigError::Blank {
+                option: opt.key,
+                origin,
+                found: NULL_FOUND.to_owned(),
+                expected: opt.value,
+            });
+        }
+        // The text parsed as the schema, so it parses as plain YAML.
+        let value: Value = serde_norway::from_str(text).unwrap_or(Value::Null);
+        sources.paths.push(path.to_path_buf());
+        merge_value(&mut merged, value, String::new(), index, &mut sources.keys);
+    }
+    if texts.len() < 2 {
+        return Ok((last, sources));
+    }
+    // Through YAML text again rather than from the Value, so that scalars are read as
+    // in a file (`visible_gpus: 0` is the string "0").
+    let text = serde_norway::to_string(&merged).unwrap_or_default();
+    let config = serde_norway::from_str::<Option<FileConfig>>(&text).map_err(|e| ConfigError::Parse {
+        path: sources.paths.last().cloned().unwrap_or_default(),
+        message: format!("these files cannot be merged: {e}"),
+    })?;
+    Ok((config.unwrap_or_default(), sources))
+}
+
+/// Merges `from` (file number `index`) into `into`: mappings key by key, anything else
+/// replaced whole; a null never replaces anything.
+fn merge_value(into: &mut Value, from: Value, key: String, index: usize, keys: &mut BTreeMap<String, usize>) {
+    match (into, from) {
+        (_, Value::Null) => {}
+        (Value::Mapping(into), Value::Mapping(from)) => {
+            for (name, value) in from {
+                let child = match name.as_str() {
+                    Some(name) if key.is_empty() => name.to_owned(),
+                    Some(name) => format!("{key}.{name}"),
+                    None => continue,
+                };
+                match into.get_mut(&name) {
+                    Some(slot) => merge_value(slot, value, child, index, keys),
+                    None if value.is_null() => {}
+                    None => {
+                        let mut slot = Value::Null;
+                        merge_value(&mut slot, value, child, index, keys);
+                        into.insert(name, slot);
+                    }
+                }
+            }
+        }
+        (into, Value::Mapping(from)) => {
+            *into = Value::Mapping(Default::default());
+            merge_value(into, Value::Mapping(from), key, index, keys);
+        }
+        (into, from) => {
+            *into = from;
+            keys.insert(key, index);
+        }
+    }
+}
+
+impl FileTls {
+    /// The first key written without a value, in the order the resolver reads them.
+    fn first_null(&self) -> Option<&'static Opt> {
+        [
+            (self.enabled.is_null(), &names::TLS_ENABLED),
+            (self.skip_verify.is_null(), &names::SKIP_VERIFY),
+            (self.master_cert.is_null(), &names::MASTER_CERT),
+            (self.master_cert_name.is_null(), &names::CERT_NAME),
+            (self.master_key_pins.is_null(), &names::KEY_PINS),
+            (self.client_cert.is_null(), &names::CLIENT_CERT),
+            (self.client_key.is_null(), &names::CLIENT_KEY),
+        ]
+        .into_iter()
+        .find_map(|(null, opt)| null.then_some(opt))
+    }
 }

@@ -59,6 +59,9 @@ pub struct Config {
     pub fluent: FluentConfig,
     /// The metrics endpoint (the `metrics` section).
     pub metrics: MetricsConfig,
+    /// The configuration files read, in order (later ones won key by key); empty when
+    /// none was.
+    pub files: Vec<PathBuf>,
 }
 
 impl Config {
@@ -79,6 +82,7 @@ impl Config {
             tls,
             fluent: FluentConfig::default(),
             metrics: MetricsConfig::default(),
+            files: Vec::new(),
         }
     }
 

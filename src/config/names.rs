@@ -22,6 +22,7 @@ macro_rules! opt {
         pub(super) const $name: Opt = Opt { key: $key, flag: $flag, env: $env, value: $value };
     };
 }
+opt!(CONFIG_FILE, "config_file", "--config-file", "DET_CONFIG_FILE", "the path of a configuration file");
 opt!(MASTER_HOST, "master_host", "--master-host", "DET_MASTER_HOST", "the master's DNS name or IP address");
 opt!(MASTER_PORT, "master_port", "--master-port", "DET_MASTER_PORT", "a TCP port from 1 to 65535");
 opt!(AGENT_ID, "agent_id", "--agent-id", "DET_AGENT_ID", "this agent's name");
@@ -127,6 +128,7 @@ opt!(
 /// Every option that has a flag and an environment variable.
 #[cfg(test)]
 pub(super) const ALL: &[&Opt] = &[
+    &CONFIG_FILE,
     &MASTER_HOST,
     &MASTER_PORT,
     &AGENT_ID,

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::defaults::{self, default_agent_id, DEFAULT_PLAIN_PORT, DEFAULT_TLS_PORT};
-use super::file::{self, Field, FileConfig, FileFluent, NULL_FOUND};
+use super::file::{self, Field, FileConfig, FileFluent, Sources, NULL_FOUND};
 use super::names::*;
 use super::parse::{self, MAX_BACKOFF_SECS};
 use super::tls::{pin_list, tls_config};
@@ -23,32 +23,42 @@ pub(super) struct Setting<T> {
 }
 
 impl ConfigArgs {
-    /// Loads the configuration file (the `--config` one, else the default path when it
-    /// exists), layers environment and flags over it, and checks the result.
+    /// Loads the configuration files, layers environment and flags over them, and checks
+    /// the result. The files, in order, later ones winning key by key:
+    /// `--config-file` (else `$DET_CONFIG_FILE`), then each `--config`; when none is
+    /// named, [`DEFAULT_CONFIG_PATH`](super::DEFAULT_CONFIG_PATH) if it exists.
     ///
     /// `env` looks up an environment variable; pass `|k| std::env::var(k).ok()` in a
     /// program. Empty variables count as unset.
     ///
     /// # Errors
-    /// Any [`ConfigError`]: the file is unreadable or malformed, a value has the wrong
+    /// Any [`ConfigError`]: a file is unreadable or malformed, a value has the wrong
     /// form, options contradict each other, or a certificate or key file cannot be used.
     pub fn load(&self, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
-        let path = match &self.config {
-            Some(path) => Some(path.clone()),
-            None => Some(PathBuf::from(defaults::DEFAULT_CONFIG_PATH)).filter(|p| p.exists()),
+        let (file, sources) = file::read_all(&self.files(env)?)?;
+        Resolver { args: self, env, sources: &sources }.resolve(file)
+    }
+
+    /// The configuration files to read, in order.
+    pub(super) fn files(&self, env: &dyn Fn(&str) -> Option<String>) -> Result<Vec<PathBuf>, ConfigError> {
+        let sources = Sources::default();
+        let resolver = Resolver { args: self, env, sources: &sources };
+        let mut paths: Vec<PathBuf> = match resolver.flag_or_env(&CONFIG_FILE, &self.config_file)? {
+            Some((path, _)) => vec![PathBuf::from(path)],
+            None => Vec::new(),
         };
-        let file = match &path {
-            Some(path) => file::parse_file(&file::read_file(path)?, path)?,
-            None => FileConfig::default(),
-        };
-        Resolver { args: self, env, file_path: path.as_deref() }.resolve(file)
+        paths.extend(self.config.iter().cloned());
+        if paths.is_empty() {
+            paths.extend(Some(PathBuf::from(defaults::DEFAULT_CONFIG_PATH)).filter(|p| p.exists()));
+        }
+        Ok(paths)
     }
 }
 
 pub(super) struct Resolver<'a> {
     pub(super) args: &'a ConfigArgs,
     pub(super) env: &'a dyn Fn(&str) -> Option<String>,
-    pub(super) file_path: Option<&'a Path>,
+    pub(super) sources: &'a Sources,
 }
 
 impl Resolver<'_> {
@@ -81,7 +91,7 @@ impl Resolver<'_> {
                 Ok(v) => Ok(Some(Setting { value: v, origin })),
                 Err(expected) => Err(ConfigError::Invalid { option: opt.key, origin, value, expected }),
             },
-            None => Ok(file.map(|value| Setting { value, origin: self.file_origin() })),
+            None => Ok(file.map(|value| Setting { value, origin: self.file_origin(opt) })),
         }
     }
 
@@ -99,11 +109,11 @@ impl Resolver<'_> {
             .map(|v| {
                 let text = v.to_string();
                 if text.trim().is_empty() {
-                    return Err(blank(opt, self.file_origin(), &text));
+                    return Err(blank(opt, self.file_origin(opt), &text));
                 }
                 parse(&text).map_err(|expected| ConfigError::Invalid {
                     option: opt.key,
-                    origin: self.file_origin(),
+                    origin: self.file_origin(opt),
                     value: text,
                     expected,
                 })
@@ -112,14 +122,17 @@ impl Resolver<'_> {
         self.pick(opt, flag, file, parse)
     }
 
-    fn file_origin(&self) -> Origin {
-        Origin::File(self.file_path.map(Path::to_owned).unwrap_or_default())
+    /// The file that set `opt` (the last one read when none did: only a message about
+    /// a file as a whole asks).
+    fn file_origin(&self, opt: &Opt) -> Origin {
+        let path = self.sources.file_of(opt.key).or(self.sources.paths.last().map(PathBuf::as_path));
+        Origin::File(path.map(Path::to_owned).unwrap_or_default())
     }
 
     /// A path from the file is relative to the file's folder; one from a flag or the
     /// environment is relative to the working directory.
-    pub(super) fn file_relative(&self, path: PathBuf) -> PathBuf {
-        match self.file_path.and_then(Path::parent) {
+    pub(super) fn file_relative(&self, opt: &Opt, path: PathBuf) -> PathBuf {
+        match self.sources.file_of(opt.key).and_then(Path::parent) {
             Some(dir) if path.is_relative() => dir.join(path),
             _ => path,
         }
@@ -132,7 +145,7 @@ impl Resolver<'_> {
             Field::Absent => Ok(None),
             Field::Null => Err(ConfigError::Blank {
                 option: opt.key,
-                origin: self.file_origin(),
+                origin: self.file_origin(opt),
                 found: NULL_FOUND.to_owned(),
                 expected: opt.value,
             }),
@@ -145,16 +158,16 @@ impl Resolver<'_> {
     fn file_path_value(&self, opt: &Opt, path: Option<PathBuf>) -> Result<Option<PathBuf>, ConfigError> {
         match path {
             Some(path) if path.to_string_lossy().trim().is_empty() => {
-                Err(blank(opt, self.file_origin(), &path.to_string_lossy()))
+                Err(blank(opt, self.file_origin(opt), &path.to_string_lossy()))
             }
-            path => Ok(path.map(|p| self.file_relative(p))),
+            path => Ok(path.map(|p| self.file_relative(opt, p))),
         }
     }
 
     /// Text from the file; a blank one is an error.
     fn file_text(&self, opt: &Opt, text: Option<String>) -> Result<Option<String>, ConfigError> {
         match text {
-            Some(text) if text.trim().is_empty() => Err(blank(opt, self.file_origin(), &text)),
+            Some(text) if text.trim().is_empty() => Err(blank(opt, self.file_origin(opt), &text)),
             text => Ok(text),
         }
     }
@@ -217,7 +230,7 @@ impl Resolver<'_> {
         let file_name = self.file_text(&CERT_NAME, self.tls_key(&CERT_NAME, ftls.master_cert_name)?)?;
         let cert_name = self.pick(&CERT_NAME, &a.security_tls_master_cert_name, file_name, |s| Ok(s.to_owned()))?;
         let file_pins = match self.tls_key(&KEY_PINS, ftls.master_key_pins)? {
-            Some(list) => Some(pin_list(&list, None, self.file_origin())?),
+            Some(list) => Some(pin_list(&list, None, self.file_origin(&KEY_PINS))?),
             None => None,
         };
         let key_pins = match self.flag_or_env(&KEY_PINS, &a.security_tls_master_key_pins)? {
@@ -286,6 +299,7 @@ impl Resolver<'_> {
             max_message_size: max_message_size.map_or(defaults::DEFAULT_MAX_MESSAGE_SIZE, |s| s.value),
             tls,
             fluent,
+            files: self.sources.paths.clone(),
             metrics: MetricsConfig { listen: metrics_listen.map(|s| s.value) },
         })
     }

@@ -40,7 +40,7 @@ fn a_file_over_1_mib_is_refused_unparsed() {
     let path = dir.path().join("agent.yaml");
     let padding = "#".repeat(1 << 20);
     std::fs::write(&path, format!("master_host: m\n{padding}")).unwrap();
-    let args = ConfigArgs { config: Some(path.clone()), ..ConfigArgs::default() };
+    let args = ConfigArgs { config: vec![path.clone()], ..ConfigArgs::default() };
     let err = args.load(&|_| None).unwrap_err();
     assert!(matches!(err, ConfigError::TooLarge { limit: 1048576, .. }), "{err}");
     assert_eq!(
@@ -52,7 +52,7 @@ fn a_file_over_1_mib_is_refused_unparsed() {
     assert_eq!(std::fs::metadata(&path).unwrap().len(), 1 << 20);
     assert!(args.load(&|_| None).is_ok());
     // An endless file is not read for ever.
-    let args = ConfigArgs { config: Some(PathBuf::from("/dev/zero")), ..ConfigArgs::default() };
+    let args = ConfigArgs { config: vec![PathBuf::from("/dev/zero")], ..ConfigArgs::default() };
     assert!(matches!(args.load(&|_| None), Err(ConfigError::TooLarge { .. })));
 }
 
@@ -61,7 +61,7 @@ fn a_file_that_is_not_utf8_says_so() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("agent.yaml");
     std::fs::write(&path, b"master_host: m\xff\n").unwrap();
-    let args = ConfigArgs { config: Some(path.clone()), ..ConfigArgs::default() };
+    let args = ConfigArgs { config: vec![path.clone()], ..ConfigArgs::default() };
     assert_eq!(
         args.load(&|_| None).unwrap_err().to_string(),
         format!("{}: not UTF-8 text (byte 14 starts an invalid sequence); agent.yaml must be UTF-8 YAML, so check that this is the right file, or convert it with iconv", path.display())

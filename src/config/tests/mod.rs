@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::defaults::default_agent_id;
-use super::file::parse_file;
+use super::file::merge;
 use super::resolve::Resolver;
 use super::*;
 use crate::error::ConfigError;
@@ -22,9 +22,8 @@ pub(super) fn pki(name: &str) -> String {
 pub(super) fn resolve(yaml: &str, args: ConfigArgs, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
     let env: HashMap<String, String> = env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
     let lookup = move |k: &str| env.get(k).cloned();
-    let path = Path::new("/etc/determined/agent.yaml");
-    let file = parse_file(yaml, path)?;
-    Resolver { args: &args, env: &lookup, file_path: Some(path) }.resolve(file)
+    let (file, sources) = merge(&[(Path::new("/etc/determined/agent.yaml"), yaml)])?;
+    Resolver { args: &args, env: &lookup, sources: &sources }.resolve(file)
 }
 
 #[test]
@@ -125,15 +124,66 @@ fn bad_env_value_names_the_variable() {
     assert!(msg.contains("master_port") && msg.contains("$DET_MASTER_PORT") && msg.contains("\"http\""), "{msg}");
 }
 
+/// Resolves several files, as `--config A --config B` reads them.
+fn resolve_files(files: &[(&str, &str)], args: ConfigArgs, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+    let env: HashMap<String, String> = env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
+    let lookup = move |k: &str| env.get(k).cloned();
+    let texts: Vec<(&Path, &str)> = files.iter().map(|(path, text)| (Path::new(*path), *text)).collect();
+    let (file, sources) = merge(&texts)?;
+    Resolver { args: &args, env: &lookup, sources: &sources }.resolve(file)
+}
+
 #[test]
 fn relative_paths_in_the_file_follow_the_file() {
-    let r = Resolver {
-        args: &ConfigArgs::default(),
-        env: &|_| None,
-        file_path: Some(Path::new("/etc/determined/agent.yaml")),
-    };
-    assert_eq!(r.file_relative("master.crt".into()), PathBuf::from("/etc/determined/master.crt"));
-    assert_eq!(r.file_relative("/abs/master.crt".into()), PathBuf::from("/abs/master.crt"));
+    let dir = |cfg: Config| cfg.fluent.config_dir.unwrap();
+    let base = "master_host: m\nfluent:\n  config_dir: fluent-bit\n";
+    assert_eq!(dir(resolve(base, ConfigArgs::default(), &[]).unwrap()), PathBuf::from("/etc/determined/fluent-bit"));
+    let abs = "master_host: m\nfluent:\n  config_dir: /abs/fluent-bit\n";
+    assert_eq!(dir(resolve(abs, ConfigArgs::default(), &[]).unwrap()), PathBuf::from("/abs/fluent-bit"));
+    // Each path follows the file it is written in.
+    let second = ("/etc/det-agent/agent.yaml", "fluent:\n  config_dir: fb\n");
+    let cfg = resolve_files(&[("/etc/determined/agent.yaml", base), second], ConfigArgs::default(), &[]).unwrap();
+    assert_eq!(dir(cfg), PathBuf::from("/etc/det-agent/fb"));
+    // From a flag or the environment: the working directory's.
+    let cfg = resolve(base, ConfigArgs::default(), &[("DET_FLUENT_CONFIG_DIR", "fb")]).unwrap();
+    assert_eq!(dir(cfg), PathBuf::from("fb"));
+}
+
+#[test]
+fn later_files_win_key_by_key_and_errors_name_the_file_that_set_the_key() {
+    let go = (
+        "/etc/determined/agent.yaml",
+        "master_host: m.example.com\nmaster_port: 8443\nsecurity:\n  tls:\n    enabled: true\n    skip_verify: true\n",
+    );
+    let ours = (
+        "/etc/det-agent/extra.yaml",
+        "agent_reconnect_backoff_max: 30\nsecurity:\n  tls:\n    master_key_pins: [\"sha256:nothex\"]\n",
+    );
+    let msg = resolve_files(&[go, ours], ConfigArgs::default(), &[]).unwrap_err().to_string();
+    assert!(msg.starts_with("security.tls.master_key_pins (set in /etc/det-agent/extra.yaml): "), "{msg}");
+    let pin = crate::x509::KeyPin([7; 32]);
+    let ours =
+        ("/etc/det-agent/extra.yaml", format!("master_port: 9443\nsecurity:\n  tls:\n    master_key_pins: [{pin}]\n"));
+    let cfg = resolve_files(&[go, (ours.0, &ours.1)], ConfigArgs::default(), &[]).unwrap();
+    assert_eq!((cfg.master_host.to_string().as_str(), cfg.master_port), ("m.example.com", 9443));
+    assert_eq!(cfg.agent_reconnect_backoff_max, DEFAULT_RECONNECT_BACKOFF_MAX);
+    assert_eq!(cfg.mode_name(), "key-pin");
+    assert_eq!(cfg.files, [PathBuf::from(go.0), PathBuf::from(ours.0)]);
+    let msg = resolve_files(&[(ours.0, &ours.1), go], ConfigArgs::default(), &[("DET_MASTER_PORT", "0")]).unwrap_err();
+    assert!(msg.to_string().starts_with("master_port (set by $DET_MASTER_PORT)"), "{msg}");
+    let msg = resolve_files(&[go, ("/b.yaml", "master_port: 0\n")], ConfigArgs::default(), &[]).unwrap_err();
+    assert!(msg.to_string().starts_with("master_port (set in /b.yaml): \"0\" is not valid"), "{msg}");
+    // A later key without a value overrides nothing...
+    let cfg = resolve_files(&[go, ("/b.yaml", "master_port:\nsecurity:\n")], ConfigArgs::default(), &[]).unwrap();
+    assert_eq!((cfg.master_port, cfg.mode_name()), (8443, "skip-verify"));
+    // ...and a security.tls key without a value is an error in any file, overridden or not.
+    let msg = resolve_files(&[("/a.yaml", "security:\n  tls:\n    master_cert:\n"), go], ConfigArgs::default(), &[])
+        .unwrap_err()
+        .to_string();
+    assert!(msg.starts_with("security.tls.master_cert (set in /a.yaml) has no value"), "{msg}");
+    // An unknown key is named with its own file and line.
+    let msg = resolve_files(&[go, ("/b.yaml", "\nmaster_prot: 1\n")], ConfigArgs::default(), &[]).unwrap_err();
+    assert!(msg.to_string().starts_with("/b.yaml: unknown field `master_prot`") && msg.to_string().contains("line 2"));
 }
 
 #[test]
@@ -194,4 +244,25 @@ fn metrics_listen_layers_and_is_checked_like_every_option() {
     }
     let msg = resolve("master_host: m\nmetrics:\n  port: 1\n", ConfigArgs::default(), &[]).unwrap_err().to_string();
     assert!(msg.contains("unknown field `port`") && msg.contains("line 3"), "{msg}");
+}
+
+#[test]
+fn config_file_comes_first_then_every_config_and_the_default_only_when_none_is_named() {
+    let args = ConfigArgs { config: vec!["b.yaml".into(), "c.yaml".into()], ..ConfigArgs::default() };
+    let env = |vars: &'static [(&'static str, &'static str)]| {
+        move |k: &str| vars.iter().find(|(name, _)| *name == k).map(|(_, v)| (*v).to_owned())
+    };
+    let files = |args: &ConfigArgs, e: &dyn Fn(&str) -> Option<String>| args.files(e).unwrap();
+    assert_eq!(files(&args, &env(&[])), [PathBuf::from("b.yaml"), "c.yaml".into()]);
+    let from_env = env(&[("DET_CONFIG_FILE", "a.yaml")]);
+    assert_eq!(files(&args, &from_env), [PathBuf::from("a.yaml"), "b.yaml".into(), "c.yaml".into()]);
+    let flag = ConfigArgs { config_file: Some("f.yaml".into()), ..args.clone() };
+    assert_eq!(files(&flag, &from_env), [PathBuf::from("f.yaml"), "b.yaml".into(), "c.yaml".into()]);
+    // An empty variable is unset; a blank flag is an error.
+    assert_eq!(files(&args, &env(&[("DET_CONFIG_FILE", "")])).len(), 2);
+    let blank = ConfigArgs { config_file: Some(" ".into()), ..ConfigArgs::default() };
+    let msg = blank.files(&env(&[])).unwrap_err().to_string();
+    assert!(msg.starts_with("config_file (set by --config-file) is blank (\" \")"), "{msg}");
+    let default_only = ConfigArgs::default().files(&env(&[])).unwrap();
+    assert_eq!(default_only, Vec::from_iter(Some(PathBuf::from(DEFAULT_CONFIG_PATH)).filter(|p| p.exists())));
 }
