@@ -86,7 +86,64 @@ pub struct ConfigArgs {
     /// `metrics.listen`.
     #[arg(long, value_name = "IP:PORT", help = help(&names::METRICS_LISTEN, "Serve Prometheus metrics (/metrics) and a health check (/healthz) on this address; no authentication, so keep it on 127.0.0.1 or a trusted network", Some("none, metrics off".to_owned())))]
     pub metrics_listen: Option<String>,
+    /// `debug`.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", help = help(&names::DEBUG, "Log at debug level unless a log level is set", Some("false".to_owned())))]
+    pub debug: Option<String>,
+    /// `slot_type`.
+    #[arg(long, value_name = "TYPE", help = help(&names::SLOT_TYPE, "Devices offered as slots: auto (NVIDIA GPUs, else AMD GPUs, else the CPU), cuda (or gpu), rocm, cpu, none", Some(defaults::DEFAULT_SLOT_TYPE.to_string())))]
+    pub slot_type: Option<String>,
+    /// `visible_gpus`.
+    #[arg(long, value_name = "GPUS", help = help(&names::VISIBLE_GPUS, "GPUs offered, as indices or UUIDs, comma-separated", Some("$ROCR_VISIBLE_DEVICES, else $CUDA_VISIBLE_DEVICES, else every GPU".to_owned())))]
+    pub visible_gpus: Option<String>,
+    /// `artificial_slots`.
+    #[arg(long, value_name = "N", help = help(&names::ARTIFICIAL_SLOTS, "Offer N fake CPU slots instead of the node's devices (for testing a cluster)", Some(defaults::DEFAULT_ARTIFICIAL_SLOTS.to_string())))]
+    pub artificial_slots: Option<String>,
+    /// `http_proxy`.
+    #[arg(long, value_name = "URL", help = help(&names::HTTP_PROXY, "HTTP_PROXY for tasks", None))]
+    pub http_proxy: Option<String>,
+    /// `https_proxy`.
+    #[arg(long, value_name = "URL", help = help(&names::HTTPS_PROXY, "HTTPS_PROXY for tasks", None))]
+    pub https_proxy: Option<String>,
+    /// `ftp_proxy`.
+    #[arg(long, value_name = "URL", help = help(&names::FTP_PROXY, "FTP_PROXY for tasks", None))]
+    pub ftp_proxy: Option<String>,
+    /// `no_proxy`.
+    #[arg(long, value_name = "HOSTS", help = help(&names::NO_PROXY, "NO_PROXY for tasks", None))]
+    pub no_proxy: Option<String>,
+    /// `state_file`.
+    #[arg(long, value_name = "FILE", help = help(&names::STATE_FILE, "Where `run` records the master's identity (cluster and master ID) for `task-env`", Some(defaults::DEFAULT_STATE_FILE.to_owned())))]
+    pub state_file: Option<String>,
+    /// `api_enabled` of Determined's agent: accepted and ignored.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", help_heading = IGNORED, help = help(&names::API_ENABLED, "Ignored: det-agent serves no agent API", None))]
+    pub api_enabled: Option<String>,
+    /// `bind_ip` of Determined's agent: accepted and ignored.
+    #[arg(long, value_name = "IP", help_heading = IGNORED, help = help(&names::BIND_IP, "Ignored: det-agent serves no agent API", None))]
+    pub bind_ip: Option<String>,
+    /// `bind_port` of Determined's agent: accepted and ignored.
+    #[arg(long, value_name = "PORT", help_heading = IGNORED, help = help(&names::BIND_PORT, "Ignored: det-agent serves no agent API", None))]
+    pub bind_port: Option<String>,
+    /// `tls` of Determined's agent (its API server's TLS): accepted and ignored.
+    #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", help_heading = IGNORED, help = help(&names::API_TLS, "Ignored: det-agent serves no agent API", None))]
+    pub tls: Option<String>,
+    /// `tls_cert` of Determined's agent: accepted and ignored.
+    #[arg(long, value_name = "FILE", help_heading = IGNORED, help = help(&names::API_TLS_CERT, "Ignored: det-agent serves no agent API", None))]
+    pub tls_cert: Option<String>,
+    /// `tls_key` of Determined's agent: accepted and ignored.
+    #[arg(long, value_name = "FILE", help_heading = IGNORED, help = help(&names::API_TLS_KEY, "Ignored: det-agent serves no agent API", None))]
+    pub tls_key: Option<String>,
+    /// `container_runtime` of Determined's agent: accepted and ignored.
+    #[arg(long, value_name = "RUNTIME", help_heading = IGNORED, help = help(&names::CONTAINER_RUNTIME, "Ignored: det-agent starts no containers", None))]
+    pub container_runtime: Option<String>,
+    /// `log.level`, from the command line's global `-l`/`--log-level` flag.
+    #[arg(skip)]
+    pub log_level: Option<String>,
+    /// `log.color`, from the command line's global `--log-color` flag.
+    #[arg(skip)]
+    pub log_color: Option<String>,
 }
+
+/// The help heading of Determined's agent options that det-agent ignores.
+const IGNORED: &str = "Options of Determined's agent, accepted and ignored";
 
 /// A flag's help: what it sets, its default when there is one, its variable.
 fn help(opt: &Opt, what: &str, default: Option<String>) -> String {

@@ -6,7 +6,10 @@
 use std::net::{IpAddr, Ipv4Addr};
 use std::time::Duration;
 
-use super::FluentFormat;
+use std::path::Path;
+
+use super::{FluentFormat, LogLevel};
+use crate::devices::SlotType;
 
 /// Read when no configuration file is named and this one exists (Determined's own path).
 pub const DEFAULT_CONFIG_PATH: &str = "/etc/determined/agent.yaml";
@@ -38,6 +41,26 @@ pub const DEFAULT_FLUENT_LISTEN: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 pub const DEFAULT_FLUENT_PORT: u16 = 24224;
 /// Seconds between Fluent Bit's flushes to the master.
 pub const DEFAULT_FLUENT_FLUSH_SECS: u32 = 1;
+
+/// The level logged when none is set and `debug` is off.
+pub const DEFAULT_LOG_LEVEL: LogLevel = LogLevel::Info;
+/// Colors on (on a terminal only), as Determined's default.
+pub const DEFAULT_LOG_COLOR: bool = true;
+
+/// Which devices become slots: NVIDIA GPUs, else AMD GPUs, else the CPU (Determined's
+/// default).
+pub const DEFAULT_SLOT_TYPE: SlotType = SlotType::Auto;
+/// No artificial slots.
+pub const DEFAULT_ARTIFICIAL_SLOTS: u32 = 0;
+
+/// Where `det-agent run` records the master's identity for `det-agent task-env`: in the
+/// state directory the systemd unit gives det-agent (`StateDirectory=det-agent`).
+pub const DEFAULT_STATE_FILE: &str = "/var/lib/det-agent/master.json";
+
+/// [`DEFAULT_STATE_FILE`] as a path.
+pub fn default_state_file() -> &'static Path {
+    Path::new(DEFAULT_STATE_FILE)
+}
 
 /// The hostname, as Determined uses it for the default agent ID (`det-agent` when the
 /// host has no name).

@@ -1,31 +1,15 @@
 //! agent.yaml as written: the serde types that mirror it (unknown keys are refused with
-//! their line), a [`Field`] that tells a key without a value from an absent one, the
-//! bounded reading and parsing of a file, and the merging of several files, later ones
-//! winning key by key, with the file each key came from.
+//! their line), a [`Field`] that tells a key without a value from an absent one, and a
+//! [`FileBool`] that reads booleans as Determined's agent does. Reading and merging files
+//! is in `read.rs`.
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::fmt;
+use std::path::PathBuf;
 
+use serde::de::{self, IgnoredAny, Unexpected};
 use serde::Deserialize;
-use serde_norway::Value;
 
 use super::names::{self, Opt};
-use crate::error::{ConfigError, Origin};
-
-/// The largest configuration file read: 1 MiB, two hundred times a complete agent.yaml
-/// (agent.yaml.example is under 5 KiB), small enough that even a hostile file is
-/// parsed in a fraction of a second (with at most [`MAX_FLOW_BRACKETS`] brackets).
-pub const MAX_CONFIG_SIZE: u64 = 1 << 20;
-
-/// The most `[` and `{` a configuration file may hold. Each can open a YAML flow
-/// collection, and libyaml's scanner (under serde_norway) walks one entry per open level
-/// for every token: a file nested 100,000 deep took over 20 s, before serde_norway's own
-/// depth limit (128), which applies only once the whole file is scanned. Which brackets
-/// open a level depends on quoting rules only a full YAML scanner knows, so every one is
-/// counted, in comments and strings too: a bound the nesting can never exceed. 64 leaves
-/// room for any real file (the schema nests 4 deep, and needs a bracket pair only for an
-/// inline list) and keeps a 1 MiB file nested 64 deep under 0.2 s.
-pub const MAX_FLOW_BRACKETS: usize = 64;
 
 /// `agent.yaml`, as written. Unknown keys are rejected by the parser, which names them
 /// with their line.
@@ -45,6 +29,49 @@ pub(super) struct FileConfig {
     pub(super) security: Option<FileSecurity>,
     pub(super) fluent: Option<FileFluent>,
     pub(super) metrics: Option<FileMetrics>,
+    pub(super) log: Option<FileLog>,
+    pub(super) debug: Option<FileBool>,
+    pub(super) slot_type: Option<String>,
+    pub(super) visible_gpus: Option<String>,
+    pub(super) artificial_slots: Option<i64>,
+    pub(super) http_proxy: Option<String>,
+    pub(super) https_proxy: Option<String>,
+    pub(super) ftp_proxy: Option<String>,
+    pub(super) no_proxy: Option<String>,
+    pub(super) hooks: Option<FileHooks>,
+    pub(super) state_file: Option<PathBuf>,
+    // Determined's agent options det-agent ignores (see ignored.rs), with any value.
+    #[allow(dead_code)]
+    pub(super) config_file: Option<IgnoredAny>,
+    #[allow(dead_code)]
+    pub(super) api_enabled: Option<IgnoredAny>,
+    #[allow(dead_code)]
+    pub(super) bind_ip: Option<IgnoredAny>,
+    #[allow(dead_code)]
+    pub(super) bind_port: Option<IgnoredAny>,
+    #[allow(dead_code)]
+    pub(super) tls: Option<IgnoredAny>,
+    #[allow(dead_code)]
+    pub(super) tls_cert: Option<IgnoredAny>,
+    #[allow(dead_code)]
+    pub(super) tls_key: Option<IgnoredAny>,
+    #[allow(dead_code)]
+    pub(super) container_runtime: Option<IgnoredAny>,
+    #[allow(dead_code)]
+    pub(super) container_auto_remove_disabled: Option<IgnoredAny>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "the log settings (level, color)")]
+pub(super) struct FileLog {
+    pub(super) level: Option<String>,
+    pub(super) color: Option<FileBool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields, expecting = "the hooks settings (on_connection_lost)")]
+pub(super) struct FileHooks {
+    pub(super) on_connection_lost: Option<Vec<String>>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -62,12 +89,12 @@ pub(super) struct FileFluent {
     pub(super) port: Option<u16>,
     pub(super) flush: Option<u32>,
     /// Determined's agent ran Fluent Bit in a container; det-agent writes a
-    /// configuration instead. Accepted so a Determined agent.yaml loads, and unused.
+    /// configuration instead. Accepted so a Determined agent.yaml loads, and ignored.
     #[allow(dead_code)]
-    pub(super) image: Option<String>,
-    /// As `image`: accepted for Determined's agent.yaml, unused.
+    pub(super) image: Option<IgnoredAny>,
+    /// As `image`.
     #[allow(dead_code)]
-    pub(super) container_name: Option<String>,
+    pub(super) container_name: Option<IgnoredAny>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -81,8 +108,8 @@ pub(super) struct FileSecurity {
 #[derive(Debug, Default, Deserialize)]
 #[serde(default, deny_unknown_fields, expecting = "the security.tls settings (enabled, master_cert, …)")]
 pub(super) struct FileTls {
-    pub(super) enabled: Field<bool>,
-    pub(super) skip_verify: Field<bool>,
+    pub(super) enabled: Field<FileBool>,
+    pub(super) skip_verify: Field<FileBool>,
     pub(super) master_cert: Field<PathBuf>,
     pub(super) master_cert_name: Field<String>,
     pub(super) master_key_pins: Field<Vec<String>>,
@@ -119,147 +146,9 @@ impl<'de, T: Deserialize<'de>> Deserialize<'de> for Field<T> {
 pub(super) const NULL_FOUND: &str =
     "has no value (YAML null: nothing after the colon, `~` or `null`, as a template leaves it when its variable is empty)";
 
-/// The configuration file's text: at most [`MAX_CONFIG_SIZE`] bytes of UTF-8.
-pub(super) fn read_file(path: &Path) -> Result<String, ConfigError> {
-    let read_error = |source| ConfigError::Read { path: path.to_owned(), source };
-    let file = std::fs::File::open(path).map_err(read_error)?;
-    let bytes = crate::fsutil::read_limited(file, MAX_CONFIG_SIZE)
-        .map_err(read_error)?
-        .ok_or_else(|| ConfigError::TooLarge { path: path.to_owned(), limit: MAX_CONFIG_SIZE })?;
-    String::from_utf8(bytes).map_err(|e| {
-        let at = e.utf8_error().valid_up_to();
-        ConfigError::Parse {
-            path: path.to_owned(),
-            message: format!(
-                "not UTF-8 text (byte {at} starts an invalid sequence); agent.yaml must be UTF-8 YAML, so check that this is the right file, or convert it with iconv"
-            ),
-        }
-    })
-}
-
-pub(super) fn parse_file(text: &str, path: &Path) -> Result<FileConfig, ConfigError> {
-    if text.len() as u64 > MAX_CONFIG_SIZE {
-        return Err(ConfigError::TooLarge { path: path.to_owned(), limit: MAX_CONFIG_SIZE });
-    }
-    check_flow_brackets(text, path)?;
-    // An empty file, or one holding only comments, is an empty configuration.
-    let parsed: Option<FileConfig> = serde_norway::from_str(text)
-        .map_err(|e| ConfigError::Parse { path: path.to_owned(), message: e.to_string() })?;
-    Ok(parsed.unwrap_or_default())
-}
-
-/// Refuses a file with more than [`MAX_FLOW_BRACKETS`] `[` and `{`, naming where the
-/// first one over the limit is.
-fn check_flow_brackets(text: &str, path: &Path) -> Result<(), ConfigError> {
-    let Some((offset, _)) = text.match_indices(['[', '{']).nth(MAX_FLOW_BRACKETS) else { return Ok(()) };
-    let before = &text[..offset];
-    let line_start = before.rfind('\n').map_or(0, |i| i + 1);
-    Err(ConfigError::TooNested {
-        path: path.to_owned(),
-        line: before.matches('\n').count() + 1,
-        column: before[line_start..].chars().count() + 1,
-        limit: MAX_FLOW_BRACKETS,
-    })
-}
-
-/// The configuration files read, in order, and which of them set each key.
-#[derive(Debug, Default)]
-pub(super) struct Sources {
-    /// The files, in the order read.
-    pub(super) paths: Vec<PathBuf>,
-    /// Every key set to a value (dotted: `security.tls.master_cert`), and the index in
-    /// `paths` of the last file that set it.
-    keys: BTreeMap<String, usize>,
-}
-
-impl Sources {
-    /// The file that set `key`: the one whose value is used. `None` when no file did.
-    pub(super) fn file_of(&self, key: &str) -> Option<&Path> {
-        self.keys.get(key).map(|&i| self.paths[i].as_path())
-    }
-}
-
-/// Reads and merges `paths`, each at most [`MAX_CONFIG_SIZE`] bytes.
-pub(super) fn read_all(paths: &[PathBuf]) -> Result<(FileConfig, Sources), ConfigError> {
-    let texts = paths.iter().map(|path| Ok((path.as_path(), read_file(path)?))).collect::<Result<Vec<_>, _>>()?;
-    let texts: Vec<(&Path, &str)> = texts.iter().map(|(path, text)| (*path, text.as_str())).collect();
-    merge(&texts)
-}
-
-/// Parses each file on its own, so an error names its file and line, then merges them:
-/// for each key the last file that gives it a value wins; a key without a value (YAML
-/// null) overrides nothing. A `security.tls` key without a value is an error in any
-/// file, even one a later file overrides.
-pub(super) fn merge(texts: &[(&Path, &str)]) -> Result<(FileConfig, Sources), ConfigError> {
-    let mut sources = Sources::default();
-    let mut merged = Value::Null;
-    let mut last = FileConfig::default();
-    for (index, (path, text)) in texts.iter().enumerate() {
-        last = parse_file(text, path)?;
-        if let Some(opt) = last.security.as_ref().and_then(|s| s.tls.as_ref()).and_then(FileTls::first_null) {
-            let origin = Origin::File(path.to_path_buf());
-            return Err(ConfigError::Blank {
-                option: opt.key,
-                origin,
-                found: NULL_FOUND.to_owned(),
-                expected: opt.value,
-            });
-        }
-        // The text parsed as the schema, so it parses as plain YAML.
-        let value: Value = serde_norway::from_str(text).unwrap_or(Value::Null);
-        sources.paths.push(path.to_path_buf());
-        merge_value(&mut merged, value, String::new(), index, &mut sources.keys);
-    }
-    if texts.len() < 2 {
-        return Ok((last, sources));
-    }
-    // Through YAML text again rather than from the Value, so that scalars are read as
-    // in a file (`visible_gpus: 0` is the string "0").
-    let text = serde_norway::to_string(&merged).unwrap_or_default();
-    let config = serde_norway::from_str::<Option<FileConfig>>(&text).map_err(|e| ConfigError::Parse {
-        path: sources.paths.last().cloned().unwrap_or_default(),
-        message: format!("these files cannot be merged: {e}"),
-    })?;
-    Ok((config.unwrap_or_default(), sources))
-}
-
-/// Merges `from` (file number `index`) into `into`: mappings key by key, anything else
-/// replaced whole; a null never replaces anything.
-fn merge_value(into: &mut Value, from: Value, key: String, index: usize, keys: &mut BTreeMap<String, usize>) {
-    match (into, from) {
-        (_, Value::Null) => {}
-        (Value::Mapping(into), Value::Mapping(from)) => {
-            for (name, value) in from {
-                let child = match name.as_str() {
-                    Some(name) if key.is_empty() => name.to_owned(),
-                    Some(name) => format!("{key}.{name}"),
-                    None => continue,
-                };
-                match into.get_mut(&name) {
-                    Some(slot) => merge_value(slot, value, child, index, keys),
-                    None if value.is_null() => {}
-                    None => {
-                        let mut slot = Value::Null;
-                        merge_value(&mut slot, value, child, index, keys);
-                        into.insert(name, slot);
-                    }
-                }
-            }
-        }
-        (into, Value::Mapping(from)) => {
-            *into = Value::Mapping(Default::default());
-            merge_value(into, Value::Mapping(from), key, index, keys);
-        }
-        (into, from) => {
-            *into = from;
-            keys.insert(key, index);
-        }
-    }
-}
-
 impl FileTls {
     /// The first key written without a value, in the order the resolver reads them.
-    fn first_null(&self) -> Option<&'static Opt> {
+    pub(super) fn first_null(&self) -> Option<&'static Opt> {
         [
             (self.enabled.is_null(), &names::TLS_ENABLED),
             (self.skip_verify.is_null(), &names::SKIP_VERIFY),
@@ -271,5 +160,51 @@ impl FileTls {
         ]
         .into_iter()
         .find_map(|(null, opt)| null.then_some(opt))
+    }
+}
+
+/// A boolean in agent.yaml: YAML's `true`/`false`, or a string or number that
+/// Determined's agent reads as one. Its file goes through viper, which reads YAML 1.1
+/// (`yes`, `on`, `y`) and casts strings with Go's `strconv.ParseBool` (`t`, `F`, `1`) and
+/// numbers as "not zero"; every [`parse::boolean`](super::parse::boolean) spelling is
+/// accepted, and of numbers 0 and 1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct FileBool(pub(super) bool);
+
+impl<'de> Deserialize<'de> for FileBool {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(FileBoolVisitor)
+    }
+}
+
+struct FileBoolVisitor;
+
+impl<'de> de::Visitor<'de> for FileBoolVisitor {
+    type Value = FileBool;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a boolean")
+    }
+
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<FileBool, E> {
+        Ok(FileBool(v))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<FileBool, E> {
+        super::parse::boolean(v).map(FileBool).map_err(|_| E::invalid_type(Unexpected::Str(v), &self))
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<FileBool, E> {
+        match v {
+            0 | 1 => Ok(FileBool(v == 1)),
+            _ => Err(E::invalid_value(Unexpected::Unsigned(v), &"a boolean (0 or 1 as a number)")),
+        }
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<FileBool, E> {
+        match u64::try_from(v) {
+            Ok(v) => self.visit_u64(v),
+            Err(_) => Err(E::invalid_value(Unexpected::Signed(v), &"a boolean (0 or 1 as a number)")),
+        }
     }
 }

@@ -10,9 +10,13 @@
 mod args;
 mod defaults;
 mod file;
+mod ignored;
 mod listen;
+mod log;
 mod names;
+mod node;
 mod parse;
+mod read;
 mod resolve;
 mod tls;
 mod tls_types;
@@ -26,8 +30,11 @@ use rustls_pki_types::ServerName;
 pub use crate::host::{authority, Host, HostError};
 pub use args::ConfigArgs;
 pub use defaults::*;
-pub use file::{MAX_CONFIG_SIZE, MAX_FLOW_BRACKETS};
+pub use ignored::{warning as ignored_warning, IgnoredKey};
 pub use listen::{Listen, ListenError};
+pub use log::{LogConfig, LogLevel, LogLevelError};
+pub use node::{Hooks, TaskProxy, MAX_ARTIFICIAL_SLOTS};
+pub use read::{MAX_CONFIG_SIZE, MAX_FLOW_BRACKETS};
 pub use tls_types::{ClientIdentity, PinnedCerts, TlsConfig, Trust};
 
 /// A checked agent configuration.
@@ -62,16 +69,36 @@ pub struct Config {
     /// The configuration files read, in order (later ones won key by key); empty when
     /// none was.
     pub files: Vec<PathBuf>,
+    /// Logging: `log.level`, `log.color`, `debug`.
+    pub log: LogConfig,
+    /// What device detection is asked for: `slot_type` (default auto), `visible_gpus`
+    /// (default `$ROCR_VISIBLE_DEVICES`, else `$CUDA_VISIBLE_DEVICES`, else every GPU, read
+    /// when the configuration is loaded), `artificial_slots` (default 0), and the agent
+    /// ID. Pass it to [`crate::devices::detect`] or [`crate::devices::detect_this_node`].
+    pub devices: crate::devices::DetectOptions,
+    /// `http_proxy`, `https_proxy`, `ftp_proxy`, `no_proxy`: given to tasks as
+    /// `HTTP_PROXY`, … (see [`TaskProxy::vars`]); never used for det-agent's own connection.
+    pub task_proxy: TaskProxy,
+    /// `hooks.on_connection_lost`: the command to run when the agent gives up on the master.
+    pub hooks: Hooks,
+    /// `state_file`: where `det-agent run` records the master's identity (cluster ID,
+    /// master ID) when the master accepts the agent, and where `det-agent task-env` reads
+    /// it. Default [`DEFAULT_STATE_FILE`], in the systemd unit's state directory.
+    pub state_file: PathBuf,
+    /// Options of Determined's agent that were set and are ignored, each once; warn with
+    /// [`Config::ignored_warning`].
+    pub ignored: Vec<IgnoredKey>,
 }
 
 impl Config {
     /// A configuration with every default, for the given master, TLS as given.
     pub fn new(master_host: Host, tls: Option<TlsConfig>) -> Self {
         let master_port = if tls.is_some() { DEFAULT_TLS_PORT } else { DEFAULT_PLAIN_PORT };
+        let agent_id = default_agent_id();
         Config {
             master_host,
             master_port,
-            agent_id: default_agent_id(),
+            agent_id: agent_id.clone(),
             resource_pool: DEFAULT_RESOURCE_POOL.to_owned(),
             container_master_host: None,
             container_master_port: None,
@@ -83,7 +110,22 @@ impl Config {
             fluent: FluentConfig::default(),
             metrics: MetricsConfig::default(),
             files: Vec::new(),
+            log: LogConfig::default(),
+            devices: crate::devices::DetectOptions {
+                artificial_slots: DEFAULT_ARTIFICIAL_SLOTS,
+                ..crate::devices::DetectOptions::new(DEFAULT_SLOT_TYPE, agent_id)
+            },
+            task_proxy: TaskProxy::default(),
+            hooks: Hooks::default(),
+            state_file: default_state_file().to_owned(),
+            ignored: Vec::new(),
         }
+    }
+
+    /// The one warning naming every ignored option of Determined's agent that was set,
+    /// and why it is ignored; `None` when there is none.
+    pub fn ignored_warning(&self) -> Option<String> {
+        ignored::warning(&self.ignored)
     }
 
     /// The trust mode's short name (`ca`, `pinned`, `skip-verify`, `key-pin`), or `plain`

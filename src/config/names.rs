@@ -125,7 +125,47 @@ opt!(
     "an IP address and a port such as 127.0.0.1:9464"
 );
 
-/// Every option that has a flag and an environment variable.
+opt!(LOG_LEVEL, "log.level", "--log-level", "DET_LOG_LEVEL", "a log level: error, warn, info, debug or trace");
+opt!(LOG_COLOR, "log.color", "--log-color", "DET_LOG_COLOR", "true or false");
+opt!(DEBUG, "debug", "--debug", "DET_DEBUG", "true or false");
+opt!(SLOT_TYPE, "slot_type", "--slot-type", "DET_SLOT_TYPE", "one of auto, cuda, gpu, rocm, cpu, none");
+opt!(VISIBLE_GPUS, "visible_gpus", "--visible-gpus", "DET_VISIBLE_GPUS", "GPU indices or UUIDs, comma-separated");
+opt!(
+    ARTIFICIAL_SLOTS,
+    "artificial_slots",
+    "--artificial-slots",
+    "DET_ARTIFICIAL_SLOTS",
+    "a whole number of slots from 0 to 4096"
+);
+opt!(HTTP_PROXY, "http_proxy", "--http-proxy", "DET_HTTP_PROXY", "a proxy URL for tasks");
+opt!(HTTPS_PROXY, "https_proxy", "--https-proxy", "DET_HTTPS_PROXY", "a proxy URL for tasks");
+opt!(FTP_PROXY, "ftp_proxy", "--ftp-proxy", "DET_FTP_PROXY", "a proxy URL for tasks");
+opt!(NO_PROXY, "no_proxy", "--no-proxy", "DET_NO_PROXY", "hosts tasks reach without the proxy, comma-separated");
+opt!(
+    STATE_FILE,
+    "state_file",
+    "--state-file",
+    "DET_STATE_FILE",
+    "the path of the file where the master's identity is kept"
+);
+
+// Only in agent.yaml, as in Determined's agent.
+opt!(HOOK, "hooks.on_connection_lost", "", "", "a command as a list, program first");
+
+// Determined's agent options det-agent accepts and ignores.
+opt!(API_ENABLED, "api_enabled", "--api-enabled", "DET_API_ENABLED", "true or false");
+opt!(BIND_IP, "bind_ip", "--bind-ip", "DET_BIND_IP", "an IP address");
+opt!(BIND_PORT, "bind_port", "--bind-port", "DET_BIND_PORT", "a TCP port");
+opt!(API_TLS, "tls", "--tls", "DET_TLS", "true or false");
+opt!(API_TLS_CERT, "tls_cert", "--tls-cert", "DET_TLS_CERT", "a certificate file");
+opt!(API_TLS_KEY, "tls_key", "--tls-key", "DET_TLS_KEY", "a key file");
+opt!(CONTAINER_RUNTIME, "container_runtime", "--container-runtime", "DET_CONTAINER_RUNTIME", "docker");
+opt!(AUTO_REMOVE_DISABLED, "container_auto_remove_disabled", "", "", "true or false");
+opt!(FLUENT_IMAGE, "fluent.image", "", "", "a container image");
+opt!(FLUENT_CONTAINER_NAME, "fluent.container_name", "", "", "a container name");
+
+/// Every option that has a flag in [`ConfigArgs`](super::ConfigArgs) and an environment
+/// variable. (`log.level` and `log.color` have theirs: global flags of the command line.)
 #[cfg(test)]
 pub(super) const ALL: &[&Opt] = &[
     &CONFIG_FILE,
@@ -152,4 +192,20 @@ pub(super) const ALL: &[&Opt] = &[
     &FLUENT_PORT,
     &FLUENT_FLUSH,
     &METRICS_LISTEN,
+    &DEBUG,
+    &SLOT_TYPE,
+    &VISIBLE_GPUS,
+    &ARTIFICIAL_SLOTS,
+    &HTTP_PROXY,
+    &HTTPS_PROXY,
+    &FTP_PROXY,
+    &NO_PROXY,
+    &STATE_FILE,
+    &API_ENABLED,
+    &BIND_IP,
+    &BIND_PORT,
+    &API_TLS,
+    &API_TLS_CERT,
+    &API_TLS_KEY,
+    &CONTAINER_RUNTIME,
 ];

@@ -15,11 +15,13 @@ pub(super) fn port(s: &str) -> Result<u16, String> {
     }
 }
 
-/// A boolean: `true`/`false`, `yes`/`no`, `on`/`off`, `1`/`0`, in any case.
+/// A boolean: `true`/`false`, `yes`/`no`, `on`/`off`, `1`/`0`, in any case, and what
+/// Determined's agent also reads as one: Go's `strconv.ParseBool` (`t`, `f`, `T`, `F`) and
+/// YAML 1.1 (`y`, `n`).
 pub(super) fn boolean(s: &str) -> Result<bool, String> {
     match s.to_ascii_lowercase().as_str() {
-        "true" | "1" | "yes" | "on" => Ok(true),
-        "false" | "0" | "no" | "off" => Ok(false),
+        "true" | "1" | "yes" | "on" | "t" | "y" => Ok(true),
+        "false" | "0" | "no" | "off" | "f" | "n" => Ok(false),
         _ => Err("expected true or false".to_owned()),
     }
 }
@@ -81,5 +83,17 @@ mod tests {
             assert_eq!(boolean(text), Ok(want));
         }
         assert!(boolean("maybe").is_err());
+        assert!(boolean("").is_err());
+    }
+
+    #[test]
+    fn bools_accept_everything_gos_parse_bool_accepts() {
+        // strconv.ParseBool's complete list.
+        for text in ["1", "t", "T", "TRUE", "true", "True"] {
+            assert_eq!(boolean(text), Ok(true), "{text}");
+        }
+        for text in ["0", "f", "F", "FALSE", "false", "False"] {
+            assert_eq!(boolean(text), Ok(false), "{text}");
+        }
     }
 }

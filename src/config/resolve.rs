@@ -6,12 +6,13 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::defaults::{self, default_agent_id, DEFAULT_PLAIN_PORT, DEFAULT_TLS_PORT};
-use super::file::{self, Field, FileConfig, FileFluent, Sources, NULL_FOUND};
+use super::file::{Field, FileConfig, FileFluent, NULL_FOUND};
 use super::names::*;
+use super::node::NodeFile;
 use super::parse::{self, MAX_BACKOFF_SECS};
-use super::tls::{pin_list, tls_config};
+use super::read::{self, Sources};
 use super::FluentFormat as Format;
-use super::{Config, ConfigArgs, FluentConfig, Host, Listen, MetricsConfig, PinnedCerts, Trust};
+use super::{Config, ConfigArgs, FluentConfig, Host, Listen, MetricsConfig};
 use crate::error::{ConfigError, Origin};
 
 /// A value and where it came from.
@@ -35,7 +36,7 @@ impl ConfigArgs {
     /// Any [`ConfigError`]: a file is unreadable or malformed, a value has the wrong
     /// form, options contradict each other, or a certificate or key file cannot be used.
     pub fn load(&self, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
-        let (file, sources) = file::read_all(&self.files(env)?)?;
+        let (file, sources) = read::read_all(&self.files(env)?)?;
         Resolver { args: self, env, sources: &sources }.resolve(file)
     }
 
@@ -66,7 +67,11 @@ impl Resolver<'_> {
     /// from. An environment variable that is exactly empty counts as unset (that is how
     /// shells and systemd unset one); a blank flag or a whitespace-only variable is an
     /// error.
-    fn flag_or_env(&self, opt: &Opt, flag: &Option<String>) -> Result<Option<(String, Origin)>, ConfigError> {
+    pub(super) fn flag_or_env(
+        &self,
+        opt: &Opt,
+        flag: &Option<String>,
+    ) -> Result<Option<(String, Origin)>, ConfigError> {
         let text = match (flag, (self.env)(opt.env).filter(|v| !v.is_empty())) {
             (Some(v), _) => Some((v.clone(), Origin::Flag(opt.flag))),
             (None, Some(v)) => Some((v, Origin::Env(opt.env))),
@@ -79,7 +84,7 @@ impl Resolver<'_> {
     }
 
     /// Picks the highest-precedence value of one option and parses it.
-    fn pick<T>(
+    pub(super) fn pick<T>(
         &self,
         opt: &Opt,
         flag: &Option<String>,
@@ -98,7 +103,7 @@ impl Resolver<'_> {
     /// Like [`pick`](Self::pick), for options whose file value must pass the same parser
     /// as a flag or the environment: YAML has checked its type, but not what the type
     /// cannot say (port 0, an empty agent ID, a host that is a URL).
-    fn pick_parsed<T>(
+    pub(super) fn pick_parsed<T>(
         &self,
         opt: &Opt,
         flag: &Option<String>,
@@ -124,7 +129,7 @@ impl Resolver<'_> {
 
     /// The file that set `opt` (the last one read when none did: only a message about
     /// a file as a whole asks).
-    fn file_origin(&self, opt: &Opt) -> Origin {
+    pub(super) fn file_origin(&self, opt: &Opt) -> Origin {
         let path = self.sources.file_of(opt.key).or(self.sources.paths.last().map(PathBuf::as_path));
         Origin::File(path.map(Path::to_owned).unwrap_or_default())
     }
@@ -140,7 +145,7 @@ impl Resolver<'_> {
 
     /// A `security.tls` key from the file: absent is "not set", a key without a value an
     /// error.
-    fn tls_key<T>(&self, opt: &Opt, field: Field<T>) -> Result<Option<T>, ConfigError> {
+    pub(super) fn tls_key<T>(&self, opt: &Opt, field: Field<T>) -> Result<Option<T>, ConfigError> {
         match field {
             Field::Absent => Ok(None),
             Field::Null => Err(ConfigError::Blank {
@@ -155,7 +160,7 @@ impl Resolver<'_> {
 
     /// A path from the file: a blank one is an error (`""` would otherwise name the
     /// file's own folder), a relative one follows the file.
-    fn file_path_value(&self, opt: &Opt, path: Option<PathBuf>) -> Result<Option<PathBuf>, ConfigError> {
+    pub(super) fn file_path_value(&self, opt: &Opt, path: Option<PathBuf>) -> Result<Option<PathBuf>, ConfigError> {
         match path {
             Some(path) if path.to_string_lossy().trim().is_empty() => {
                 Err(blank(opt, self.file_origin(opt), &path.to_string_lossy()))
@@ -165,7 +170,7 @@ impl Resolver<'_> {
     }
 
     /// Text from the file; a blank one is an error.
-    fn file_text(&self, opt: &Opt, text: Option<String>) -> Result<Option<String>, ConfigError> {
+    pub(super) fn file_text(&self, opt: &Opt, text: Option<String>) -> Result<Option<String>, ConfigError> {
         match text {
             Some(text) if text.trim().is_empty() => Err(blank(opt, self.file_origin(opt), &text)),
             text => Ok(text),
@@ -219,77 +224,37 @@ impl Resolver<'_> {
         let max_message_size =
             self.pick_parsed(&MAX_MESSAGE, &a.max_message_size, file.max_message_size, parse::message_size)?;
 
-        // Every file value is checked, even one a flag or variable overrides: a key
-        // without a value is a broken file either way.
-        let file_enabled = self.tls_key(&TLS_ENABLED, ftls.enabled)?;
-        let enabled = self.pick(&TLS_ENABLED, &a.security_tls_enabled, file_enabled, parse::boolean)?;
-        let file_skip = self.tls_key(&SKIP_VERIFY, ftls.skip_verify)?;
-        let skip_verify = self.pick(&SKIP_VERIFY, &a.security_tls_skip_verify, file_skip, parse::boolean)?;
-        let file_cert = self.file_path_value(&MASTER_CERT, self.tls_key(&MASTER_CERT, ftls.master_cert)?)?;
-        let master_cert = self.pick(&MASTER_CERT, &a.security_tls_master_cert, file_cert, parse::path)?;
-        let file_name = self.file_text(&CERT_NAME, self.tls_key(&CERT_NAME, ftls.master_cert_name)?)?;
-        let cert_name = self.pick(&CERT_NAME, &a.security_tls_master_cert_name, file_name, |s| Ok(s.to_owned()))?;
-        let file_pins = match self.tls_key(&KEY_PINS, ftls.master_key_pins)? {
-            Some(list) => Some(pin_list(&list, None, self.file_origin(&KEY_PINS))?),
-            None => None,
-        };
-        let key_pins = match self.flag_or_env(&KEY_PINS, &a.security_tls_master_key_pins)? {
-            Some((text, origin)) => {
-                let entries: Vec<String> = text.split(',').map(str::to_owned).collect();
-                Some(pin_list(&entries, Some(&text), origin)?)
-            }
-            None => file_pins,
-        };
-        let file_client_cert = self.file_path_value(&CLIENT_CERT, self.tls_key(&CLIENT_CERT, ftls.client_cert)?)?;
-        let client_cert = self.pick(&CLIENT_CERT, &a.security_tls_client_cert, file_client_cert, parse::path)?;
-        let file_client_key = self.file_path_value(&CLIENT_KEY, self.tls_key(&CLIENT_KEY, ftls.client_key)?)?;
-        let client_key = self.pick(&CLIENT_KEY, &a.security_tls_client_key, file_client_key, parse::path)?;
-
+        let tls_settings = self.tls_settings(ftls)?;
         let fluent = self.fluent(file.fluent.unwrap_or_default())?;
         let metrics_listen = file.metrics.and_then(|m| m.listen);
         let metrics_listen = self.pick_parsed(&METRICS_LISTEN, &a.metrics_listen, metrics_listen, |s| {
             s.parse::<Listen>().map_err(|e| e.to_string())
         })?;
 
-        let tls_on = enabled.as_ref().is_some_and(|s| s.value);
-        let tls = if tls_on {
-            let mut tls = tls_config(skip_verify, master_cert, cert_name, client_cert, client_key)?;
-            tls.master_key_pins = key_pins.map(|s| s.value).unwrap_or_default();
-            if matches!(tls.trust, Trust::PublicRoots) {
-                let port = master_port.as_ref().map_or(DEFAULT_TLS_PORT, |s| s.value);
-                if let Some(stored) = self.stored_chain(&master_host.value, port)? {
-                    tls.trust = Trust::Pinned(stored);
-                }
-            }
-            Some(tls)
-        } else {
-            let mut set = Vec::new();
-            if skip_verify.as_ref().is_some_and(|s| s.value) {
-                set.push(SKIP_VERIFY.key.to_owned());
-            }
-            for (opt, present) in [
-                (&MASTER_CERT, master_cert.is_some()),
-                (&CERT_NAME, cert_name.is_some()),
-                (&KEY_PINS, key_pins.is_some()),
-                (&CLIENT_CERT, client_cert.is_some()),
-                (&CLIENT_KEY, client_key.is_some()),
-            ] {
-                if present {
-                    set.push(opt.key.to_owned());
-                }
-            }
-            if !set.is_empty() {
-                let origin = enabled.map(|s| s.origin).unwrap_or(Origin::Default);
-                return Err(ConfigError::TlsOptionsWithoutTls { origin, options: set });
-            }
-            None
-        };
+        let log = self.log(file.log, file.debug.map(|b| b.0))?;
+        let agent_id = agent_id.map_or_else(default_agent_id, |s| s.value);
+        let node = self.node(
+            NodeFile {
+                slot_type: file.slot_type,
+                visible_gpus: file.visible_gpus,
+                artificial_slots: file.artificial_slots,
+                http_proxy: file.http_proxy,
+                https_proxy: file.https_proxy,
+                ftp_proxy: file.ftp_proxy,
+                no_proxy: file.no_proxy,
+                on_connection_lost: file.hooks.and_then(|h| h.on_connection_lost),
+                state_file: file.state_file,
+            },
+            &agent_id,
+        )?;
+        let ignored = self.ignored();
+        let tls = self.tls(tls_settings, &master_host.value, master_port.as_ref().map(|s| s.value))?;
 
         let default_port = if tls.is_some() { DEFAULT_TLS_PORT } else { DEFAULT_PLAIN_PORT };
         Ok(Config {
             master_host: master_host.value,
             master_port: master_port.map_or(default_port, |s| s.value),
-            agent_id: agent_id.map_or_else(default_agent_id, |s| s.value),
+            agent_id,
             resource_pool: resource_pool.map_or_else(|| defaults::DEFAULT_RESOURCE_POOL.to_owned(), |s| s.value),
             container_master_host: container_master_host.map(|s| s.value),
             container_master_port: container_master_port.map(|s| s.value),
@@ -301,17 +266,13 @@ impl Resolver<'_> {
             fluent,
             files: self.sources.paths.clone(),
             metrics: MetricsConfig { listen: metrics_listen.map(|s| s.value) },
+            log,
+            devices: node.devices,
+            task_proxy: node.task_proxy,
+            hooks: node.hooks,
+            state_file: node.state_file,
+            ignored,
         })
-    }
-
-    /// A chain trusted on first use for this master (`det-agent trust`), used as a pin
-    /// when neither master_cert nor skip_verify is set. No store location (no HOME) means
-    /// no entry; a corrupt store is an error, never a silent fallback to CA mode.
-    fn stored_chain(&self, host: &Host, port: u16) -> Result<Option<PinnedCerts>, ConfigError> {
-        let Ok(store) = crate::store::Store::locate(self.env) else { return Ok(None) };
-        let url = crate::store::MasterUrl::for_agent(host, port, true);
-        let certs = store.get(&url).map_err(ConfigError::TrustStore)?;
-        Ok(certs.map(|certs| PinnedCerts { path: store.path().to_owned(), certs, store_entry: Some(url.store_key()) }))
     }
 
     fn fluent(&self, file: FileFluent) -> Result<FluentConfig, ConfigError> {

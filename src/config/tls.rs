@@ -5,14 +5,115 @@ use std::path::{Path, PathBuf};
 
 use rustls_pki_types::DnsName;
 
-use super::names::{CERT_NAME, CLIENT_CERT, CLIENT_KEY, KEY_PINS, MASTER_CERT, SKIP_VERIFY};
-use super::resolve::Setting;
-use super::{ClientIdentity, PinnedCerts, TlsConfig, Trust};
+use super::defaults::DEFAULT_TLS_PORT;
+use super::file::FileTls;
+use super::names::{CERT_NAME, CLIENT_CERT, CLIENT_KEY, KEY_PINS, MASTER_CERT, SKIP_VERIFY, TLS_ENABLED};
+use super::parse;
+use super::resolve::{Resolver, Setting};
+use super::{ClientIdentity, Host, PinnedCerts, TlsConfig, Trust};
 use crate::error::{ConfigError, Origin};
 use crate::pem;
 use crate::x509::KeyPin;
 
-pub(super) fn tls_config(
+/// The `security.tls` options, layered and checked, before any file is loaded.
+pub(super) struct TlsSettings {
+    enabled: Option<Setting<bool>>,
+    skip_verify: Option<Setting<bool>>,
+    master_cert: Option<Setting<PathBuf>>,
+    cert_name: Option<Setting<String>>,
+    key_pins: Option<Setting<Vec<KeyPin>>>,
+    client_cert: Option<Setting<PathBuf>>,
+    client_key: Option<Setting<PathBuf>>,
+}
+
+impl Resolver<'_> {
+    /// Layers the `security.tls` options.
+    pub(super) fn tls_settings(&self, ftls: FileTls) -> Result<TlsSettings, ConfigError> {
+        let a = self.args;
+        // Every file value is checked, even one a flag or variable overrides: a key
+        // without a value is a broken file either way.
+        let file_enabled = self.tls_key(&TLS_ENABLED, ftls.enabled)?.map(|b| b.0);
+        let enabled = self.pick(&TLS_ENABLED, &a.security_tls_enabled, file_enabled, parse::boolean)?;
+        let file_skip = self.tls_key(&SKIP_VERIFY, ftls.skip_verify)?.map(|b| b.0);
+        let skip_verify = self.pick(&SKIP_VERIFY, &a.security_tls_skip_verify, file_skip, parse::boolean)?;
+        let file_cert = self.file_path_value(&MASTER_CERT, self.tls_key(&MASTER_CERT, ftls.master_cert)?)?;
+        let master_cert = self.pick(&MASTER_CERT, &a.security_tls_master_cert, file_cert, parse::path)?;
+        let file_name = self.file_text(&CERT_NAME, self.tls_key(&CERT_NAME, ftls.master_cert_name)?)?;
+        let cert_name = self.pick(&CERT_NAME, &a.security_tls_master_cert_name, file_name, |s| Ok(s.to_owned()))?;
+        let file_pins = match self.tls_key(&KEY_PINS, ftls.master_key_pins)? {
+            Some(list) => Some(pin_list(&list, None, self.file_origin(&KEY_PINS))?),
+            None => None,
+        };
+        let key_pins = match self.flag_or_env(&KEY_PINS, &a.security_tls_master_key_pins)? {
+            Some((text, origin)) => {
+                let entries: Vec<String> = text.split(',').map(str::to_owned).collect();
+                Some(pin_list(&entries, Some(&text), origin)?)
+            }
+            None => file_pins,
+        };
+        let file_client_cert = self.file_path_value(&CLIENT_CERT, self.tls_key(&CLIENT_CERT, ftls.client_cert)?)?;
+        let client_cert = self.pick(&CLIENT_CERT, &a.security_tls_client_cert, file_client_cert, parse::path)?;
+        let file_client_key = self.file_path_value(&CLIENT_KEY, self.tls_key(&CLIENT_KEY, ftls.client_key)?)?;
+        let client_key = self.pick(&CLIENT_KEY, &a.security_tls_client_key, file_client_key, parse::path)?;
+        Ok(TlsSettings { enabled, skip_verify, master_cert, cert_name, key_pins, client_cert, client_key })
+    }
+
+    /// The TLS settings, their files loaded and checked; `None` when TLS is off (and then
+    /// no other TLS option may be set). `master_port` is the port set, if any.
+    pub(super) fn tls(
+        &self,
+        settings: TlsSettings,
+        master_host: &Host,
+        master_port: Option<u16>,
+    ) -> Result<Option<TlsConfig>, ConfigError> {
+        let TlsSettings { enabled, skip_verify, master_cert, cert_name, key_pins, client_cert, client_key } = settings;
+        let tls_on = enabled.as_ref().is_some_and(|s| s.value);
+        if tls_on {
+            let mut tls = tls_config(skip_verify, master_cert, cert_name, client_cert, client_key)?;
+            tls.master_key_pins = key_pins.map(|s| s.value).unwrap_or_default();
+            if matches!(tls.trust, Trust::PublicRoots) {
+                let port = master_port.unwrap_or(DEFAULT_TLS_PORT);
+                if let Some(stored) = self.stored_chain(master_host, port)? {
+                    tls.trust = Trust::Pinned(stored);
+                }
+            }
+            Ok(Some(tls))
+        } else {
+            let mut set = Vec::new();
+            if skip_verify.as_ref().is_some_and(|s| s.value) {
+                set.push(SKIP_VERIFY.key.to_owned());
+            }
+            for (opt, present) in [
+                (&MASTER_CERT, master_cert.is_some()),
+                (&CERT_NAME, cert_name.is_some()),
+                (&KEY_PINS, key_pins.is_some()),
+                (&CLIENT_CERT, client_cert.is_some()),
+                (&CLIENT_KEY, client_key.is_some()),
+            ] {
+                if present {
+                    set.push(opt.key.to_owned());
+                }
+            }
+            if !set.is_empty() {
+                let origin = enabled.map(|s| s.origin).unwrap_or(Origin::Default);
+                return Err(ConfigError::TlsOptionsWithoutTls { origin, options: set });
+            }
+            Ok(None)
+        }
+    }
+
+    /// A chain trusted on first use for this master (`det-agent trust`), used as a pin
+    /// when neither master_cert nor skip_verify is set. No store location (no HOME) means
+    /// no entry; a corrupt store is an error, never a silent fallback to CA mode.
+    fn stored_chain(&self, host: &Host, port: u16) -> Result<Option<PinnedCerts>, ConfigError> {
+        let Ok(store) = crate::store::Store::locate(self.env) else { return Ok(None) };
+        let url = crate::store::MasterUrl::for_agent(host, port, true);
+        let certs = store.get(&url).map_err(ConfigError::TrustStore)?;
+        Ok(certs.map(|certs| PinnedCerts { path: store.path().to_owned(), certs, store_entry: Some(url.store_key()) }))
+    }
+}
+
+fn tls_config(
     skip_verify: Option<Setting<bool>>,
     master_cert: Option<Setting<PathBuf>>,
     cert_name: Option<Setting<String>>,

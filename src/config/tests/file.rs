@@ -2,7 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::config::file::parse_file;
+use crate::config::read::parse_file;
 use crate::config::ConfigArgs;
 use crate::error::ConfigError;
 

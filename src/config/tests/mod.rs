@@ -1,7 +1,9 @@
 //! The configuration's unit tests, by topic: layering and defaults here, the trust
-//! settings in `tls.rs`, reading the file in `file.rs`.
+//! settings in `tls.rs`, reading the file in `file.rs`, Determined's Go agent options in
+//! `go.rs`.
 
 mod file;
+mod go;
 mod tls;
 
 use std::collections::HashMap;
@@ -10,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::defaults::default_agent_id;
-use super::file::merge;
+use super::read::merge;
 use super::resolve::Resolver;
 use super::*;
 use crate::error::ConfigError;
@@ -125,7 +127,11 @@ fn bad_env_value_names_the_variable() {
 }
 
 /// Resolves several files, as `--config A --config B` reads them.
-fn resolve_files(files: &[(&str, &str)], args: ConfigArgs, env: &[(&str, &str)]) -> Result<Config, ConfigError> {
+pub(super) fn resolve_files(
+    files: &[(&str, &str)],
+    args: ConfigArgs,
+    env: &[(&str, &str)],
+) -> Result<Config, ConfigError> {
     let env: HashMap<String, String> = env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect();
     let lookup = move |k: &str| env.get(k).cloned();
     let texts: Vec<(&Path, &str)> = files.iter().map(|(path, text)| (Path::new(*path), *text)).collect();
