@@ -7,6 +7,7 @@ mod cli;
 mod diagnostics;
 mod escaping;
 mod fluent_bit;
+mod go_config;
 mod hostile_input;
 mod interop;
 mod key_pins;

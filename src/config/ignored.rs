@@ -26,12 +26,30 @@ impl fmt::Display for IgnoredKey {
     }
 }
 
-/// The one warning for every ignored option, or `None` when none was set.
+/// The one warning for every ignored option, or `None` when none was set. Options
+/// ignored for the same reason are named together.
 pub fn warning(ignored: &[IgnoredKey]) -> Option<String> {
-    (!ignored.is_empty()).then(|| {
-        let keys: Vec<String> = ignored.iter().map(IgnoredKey::to_string).collect();
-        format!("options of Determined's agent that det-agent accepts and ignores: {}", keys.join("; "))
-    })
+    let mut groups: Vec<(&str, Vec<&IgnoredKey>)> = Vec::new();
+    for key in ignored {
+        match groups.iter_mut().find(|(reason, _)| *reason == key.reason) {
+            Some((_, keys)) => keys.push(key),
+            None => groups.push((key.reason, vec![key])),
+        }
+    }
+    let groups: Vec<String> = groups
+        .into_iter()
+        .map(|(reason, keys)| {
+            let names: Vec<&str> = keys.iter().map(|k| k.key).collect();
+            if keys.iter().all(|k| k.origin == keys[0].origin) {
+                format!("{} ({}): {reason}", names.join(", "), keys[0].origin)
+            } else {
+                let named: Vec<String> = keys.iter().map(|k| format!("{} ({})", k.key, k.origin)).collect();
+                format!("{}: {reason}", named.join(", "))
+            }
+        })
+        .collect();
+    (!groups.is_empty())
+        .then(|| format!("options of Determined's agent that det-agent accepts and ignores: {}", groups.join("; ")))
 }
 
 const NO_API: &str = "det-agent serves no agent API (Determined's agent served only /debug/pprof there); metrics.listen serves metrics and a health check";
