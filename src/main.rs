@@ -134,7 +134,10 @@ enum Command {
     /// Print the environment a task on this node needs to reach the master.
     ///
     /// DET_MASTER, DET_MASTER_HOST, DET_MASTER_PORT, DET_MASTER_ADDR, DET_USE_TLS, and when
-    /// they apply DET_MASTER_CERT_FILE (noverify under skip_verify) and DET_MASTER_CERT_NAME.
+    /// they apply DET_MASTER_CERT_FILE (noverify under skip_verify) and DET_MASTER_CERT_NAME;
+    /// DET_AGENT_ID; DET_CLUSTER_ID and DET_MASTER_ID once `run` has recorded them in
+    /// state_file (a note on stderr says when they are missing); HTTP_PROXY, HTTPS_PROXY,
+    /// FTP_PROXY and NO_PROXY from http_proxy, https_proxy, ftp_proxy and no_proxy.
     TaskEnv {
         #[command(flatten)]
         config: Box<ConfigArgs>,
@@ -289,7 +292,12 @@ async fn run(command: Command, logging: Logging) -> Outcome {
         Command::TaskEnv { config, format, cert_file } => {
             let (_, config) = logging.load(*config)?;
             warn_ignored(&config);
-            let vars = det_agent::task_env::task_env(&config, cert_file.as_deref()).map_err(CliError::Usage)?;
+            let master = det_agent::task_env::master_record(&config);
+            if let Some(why) = master.why_missing() {
+                eprintln!("det-agent: note: {why}");
+            }
+            let vars = det_agent::task_env::task_env(&config, cert_file.as_deref(), master.record())
+                .map_err(|e| CliError::Usage(e.to_string()))?;
             match format {
                 EnvFormat::Shell => print!("{}", det_agent::task_env::to_shell(&vars)),
                 EnvFormat::Json => println!("{}", det_agent::task_env::to_json(&vars)),

@@ -236,3 +236,93 @@ async fn log_level_comes_from_the_file_unless_a_flag_says_otherwise() {
         assert_eq!(stderr.matches("container_runtime").count(), 1, "{flags:?}: {stderr}");
     }
 }
+
+#[tokio::test]
+async fn task_env_gives_what_determineds_agent_gives_tasks_with_det_agents_keys_in_a_second_file() {
+    let dir = tempfile::tempdir().unwrap();
+    // The Go agent.yaml stays as it is; det-agent's own keys live in a second file.
+    let extra = dir.path().join("det-agent.yaml");
+    std::fs::write(
+        &extra,
+        "state_file: master.json\nagent_reconnect_backoff_max: 30\nmetrics:\n  listen: 127.0.0.1:9464\n",
+    )
+    .unwrap();
+    let go = go_agent_yaml();
+    let (go, extra_text) = (go.to_str().unwrap(), extra.to_str().unwrap());
+    let json = |out: &Output| -> serde_json::Value { serde_json::from_slice(&out.stdout).expect("JSON on stdout") };
+
+    let out =
+        det_agent(&["task-env", "--format", "json", "--config-file", go, "--config", extra_text], &[], None).await;
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    let state = dir.path().join("master.json");
+    assert!(
+        stderr.contains(&format!(
+            "det-agent: note: DET_CLUSTER_ID and DET_MASTER_ID are not set: no state file at {} yet",
+            state.display()
+        )),
+        "{stderr}"
+    );
+    assert_eq!(json(&out).get("DET_CLUSTER_ID"), None);
+
+    // Once run has recorded the master's identity.
+    let record = det_agent::state_file::MasterRecord {
+        format: det_agent::state_file::FORMAT,
+        cluster_id: "bbebcb05-e3c2-4201-9154-1d733b795cad".into(),
+        master_id: "4a5b32d7-2ab8-42d6-a1eb-144e33451503".into(),
+        master_version: "0.38.0".into(),
+        master: "https://master.det.test:8443".into(),
+        written_at: "2025-03-01T12:00:00Z".into(),
+    };
+    det_agent::state_file::write_record(&state, &record).unwrap();
+    // DET_CONFIG_FILE is --config-file's variable.
+    let out =
+        det_agent(&["task-env", "--format", "json", "--config", extra_text], &[("DET_CONFIG_FILE", go)], None).await;
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(!stderr.contains("note"), "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "only the ignored-keys warning: {stderr}");
+    let env = json(&out);
+    let cert = env["DET_MASTER_CERT_FILE"].as_str().unwrap().to_owned();
+    assert!(cert.ends_with("fixtures/pki/root-ca.pem") && Path::new(&cert).is_absolute(), "{cert}");
+    assert_eq!(
+        env,
+        serde_json::json!({
+            "DET_MASTER": "https://172.17.0.1:8443",
+            "DET_MASTER_HOST": "172.17.0.1",
+            "DET_MASTER_PORT": "8443",
+            "DET_MASTER_ADDR": "172.17.0.1",
+            "DET_USE_TLS": "true",
+            "DET_MASTER_CERT_FILE": cert,
+            "DET_MASTER_CERT_NAME": "master.det.test",
+            "DET_AGENT_ID": "gpu-node-17",
+            "DET_CLUSTER_ID": "bbebcb05-e3c2-4201-9154-1d733b795cad",
+            "DET_MASTER_ID": "4a5b32d7-2ab8-42d6-a1eb-144e33451503",
+            "HTTP_PROXY": "http://proxy.example.com:3128",
+            "HTTPS_PROXY": "http://proxy.example.com:3128",
+            "FTP_PROXY": "ftp://proxy.example.com:2121",
+            "NO_PROXY": "localhost,127.0.0.1,.cluster.local",
+        })
+    );
+
+    // Flags and variables of the Go agent, with Go's boolean spellings: another master,
+    // so the record is not used.
+    let out = det_agent(
+        &["task-env", "--config", go, "--config", extra_text, "--master-port", "443", "--agent-id=node-b"],
+        &[("DET_SECURITY_TLS_SKIP_VERIFY", "F"), ("DET_HTTP_PROXY", "http://other:3128")],
+        None,
+    )
+    .await;
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(
+        stdout.contains("export DET_AGENT_ID='node-b'\n") && stdout.contains("export HTTP_PROXY='http://other:3128'\n")
+    );
+    assert!(!stdout.contains("DET_CLUSTER_ID"), "{stdout}");
+    assert!(
+        stderr.contains(
+            "is about the master at https://master.det.test:8443, not the one configured (https://master.det.test:443)"
+        ),
+        "{stderr}"
+    );
+}

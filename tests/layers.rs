@@ -35,6 +35,7 @@ const LAYERS: &[&str] = &[
     "metrics",
     "fluent_bit",
     "trust",
+    "state_file",
     "task_env",
     "daemon",
     // Test doubles and the demo.
