@@ -272,3 +272,23 @@ fn config_file_comes_first_then_every_config_and_the_default_only_when_none_is_n
     let default_only = ConfigArgs::default().files(&env(&[])).unwrap();
     assert_eq!(default_only, Vec::from_iter(Some(PathBuf::from(DEFAULT_CONFIG_PATH)).filter(|p| p.exists())));
 }
+
+#[test]
+fn agent_yaml_example_loads_and_documents_every_key() {
+    let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("agent.yaml.example")).unwrap();
+    let cfg = resolve(&text, ConfigArgs::default(), &[]).unwrap();
+    assert_eq!(cfg.mode_name(), "ca");
+    // Determined's options det-agent ignores are named in the header (config_file is
+    // --config-file there); the others have their own `key:` line.
+    let ignored =
+        ["config_file", "api_enabled", "bind_ip", "bind_port", "tls", "tls_cert", "tls_key", "container_runtime"];
+    for opt in names::ALL.iter().copied().chain([&names::LOG_LEVEL, &names::LOG_COLOR, &names::HOOK]) {
+        let last = opt.key.rsplit('.').next().unwrap();
+        let documented = if ignored.contains(&opt.key) {
+            opt.key == "config_file" || text.contains(&format!(" {last},")) || text.contains(&format!(" {last};"))
+        } else {
+            text.contains(&format!("{last}:"))
+        };
+        assert!(documented, "agent.yaml.example does not document {}", opt.key);
+    }
+}
