@@ -24,12 +24,19 @@ use tokio::sync::mpsc;
 #[derive(Parser, Debug)]
 #[command(version, about, propagate_version = true)]
 struct Cli {
-    /// Log level: error, warn, info, debug or trace (logrus' panic, fatal and warning too);
-    /// beats log.level and debug; RUST_LOG, a filter, beats it [env: DET_LOG_LEVEL] [default: info]
-    #[arg(short = 'l', long, global = true, value_name = "LEVEL")]
+    /// Log level (log.level)
+    #[arg(short = 'l', long, global = true, value_name = "LEVEL", help = format!(
+        "Log level: error, warn, info, debug or trace (logrus' panic, fatal and warning too); beats log.level and \
+         debug; RUST_LOG, a filter, beats it [env: DET_LOG_LEVEL] [default: {}]",
+        det_agent::config::DEFAULT_LOG_LEVEL
+    ))]
     log_level: Option<String>,
-    /// Color the log on a terminal: --log-color=false turns it off [env: DET_LOG_COLOR] [default: true]
-    #[arg(long, global = true, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    /// Log colors (log.color)
+    #[arg(long, global = true, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true",
+        help = format!(
+            "Color the log on a terminal: --log-color=false turns it off [env: DET_LOG_COLOR] [default: {}]",
+            det_agent::config::DEFAULT_LOG_COLOR
+        ))]
     log_color: Option<String>,
     /// Log format on stderr
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]

@@ -179,6 +179,10 @@ fn later_files_win_key_by_key_and_errors_name_the_file_that_set_the_key() {
     assert!(msg.to_string().starts_with("master_port (set by $DET_MASTER_PORT)"), "{msg}");
     let msg = resolve_files(&[go, ("/b.yaml", "master_port: 0\n")], ConfigArgs::default(), &[]).unwrap_err();
     assert!(msg.to_string().starts_with("master_port (set in /b.yaml): \"0\" is not valid"), "{msg}");
+    // Values read as in one file: Go's booleans, numbers as text.
+    let first = ("/a.yaml", "master_host: m\nvisible_gpus: 0\nsecurity:\n  tls:\n    enabled: yes\n");
+    let cfg = resolve_files(&[first, ("/b.yaml", "debug: \"t\"\n")], ConfigArgs::default(), &[]).unwrap();
+    assert_eq!((cfg.devices.visible_gpus.as_str(), cfg.tls.is_some(), cfg.log.debug), ("0", true, true));
     // A later key without a value overrides nothing...
     let cfg = resolve_files(&[go, ("/b.yaml", "master_port:\nsecurity:\n")], ConfigArgs::default(), &[]).unwrap();
     assert_eq!((cfg.master_port, cfg.mode_name()), (8443, "skip-verify"));
