@@ -18,7 +18,7 @@
 //! ```
 //!
 //! `master` is the master it came from, as dialed (scheme, host, port), so a record about
-//! another master is never used. It is written atomically ([`write`]: a reader sees the
+//! another master is never used. It is written atomically ([`write()`]: a reader sees the
 //! old record or the new one) and read with a bound ([`read`]), and every value is
 //! checked on the way in and out: the IDs come from the network and end up in a task's
 //! environment.
@@ -190,7 +190,7 @@ pub fn write(path: &Path, info: &MasterInfo, config: &Config) -> Result<MasterRe
 /// Writes `record` to `path` atomically, mode 0644 (it holds no secret).
 ///
 /// # Errors
-/// As [`write`].
+/// As [`write()`].
 pub fn write_record(path: &Path, record: &MasterRecord) -> Result<(), StateFileError> {
     record.check().map_err(|detail| StateFileError::Unusable { path: path.to_owned(), detail })?;
     let mut text = serde_json::to_string_pretty(record).unwrap_or_default();
