@@ -18,7 +18,8 @@
 //!    break.
 //! 5. [`link`]: the registered websocket to `/agents`; [`check`]: one dial, explained.
 //! 6. What `det-agent run` is made of: [`metrics`], [`fluent_bit`], [`trust`] (the
-//!    `trust` command), [`task_env`], and [`daemon`] itself.
+//!    `trust` command), [`state_file`] (what the master said about itself, for tasks),
+//!    [`task_env`], and [`daemon`] itself.
 //! 7. [`dev_master`], a test double of the master, and [`demo`].
 
 #![forbid(unsafe_code)]
@@ -50,6 +51,7 @@ pub mod link;
 pub mod daemon;
 pub mod fluent_bit;
 pub mod metrics;
+pub mod state_file;
 pub mod task_env;
 pub mod trust;
 

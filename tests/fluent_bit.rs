@@ -38,7 +38,7 @@ impl Etc {
     fn config(&self, yaml: &str) -> Config {
         let path = self.dir.path().join("agent.yaml");
         std::fs::write(&path, yaml).unwrap();
-        let args = ConfigArgs { config: Some(path), ..ConfigArgs::default() };
+        let args = ConfigArgs { config: vec![path], ..ConfigArgs::default() };
         args.load(&|_| None).unwrap_or_else(|e| panic!("{yaml}: {e}"))
     }
 

@@ -115,7 +115,7 @@ fn readme_config(addr: SocketAddr) -> Config {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("agent.yaml");
     std::fs::write(&path, block("yaml", "master_cert_name")).unwrap();
-    let mut config = ConfigArgs { config: Some(path), ..ConfigArgs::default() }.load(&|_| None).unwrap();
+    let mut config = ConfigArgs { config: vec![path], ..ConfigArgs::default() }.load(&|_| None).unwrap();
     assert_eq!(config.master_host.to_string(), "10.0.0.5");
     assert_eq!(config.master_port, 8443);
     config.master_host = Host::parse("127.0.0.1").unwrap();

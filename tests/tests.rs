@@ -9,6 +9,7 @@ mod escaping;
 mod fluent_bit;
 mod fluent_bit_e2e;
 mod fluent_bit_real;
+mod go_config;
 mod hostile_input;
 mod interop;
 mod key_pins;
