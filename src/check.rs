@@ -2,6 +2,11 @@
 //! and report what happened, in enough detail to fix whatever went wrong; then ask the
 //! verified connection `GET /info` (the master's unauthenticated info endpoint, which
 //! registers nothing) to prove that a Determined master answered.
+//!
+//! It also says how long each certificate the agent relies on (and its client
+//! certificate) has left, warning in the verdict when one ends within the
+//! [`expiry`] windows, and advises against a pinned leaf that a public CA
+//! issued, which its next renewal breaks.
 
 use std::fmt;
 use std::time::Duration;
@@ -9,12 +14,15 @@ use std::time::Duration;
 use serde::Serialize;
 use tokio::time::timeout;
 
+use rustls_pki_types::CertificateDer;
+
 use crate::config::Config;
 use crate::dial::{http, Attempt, Connection, DialError, Dialer, ProxyEnv, Timeouts};
+use crate::expiry::{self, Level, Status, Windows};
 use crate::link::MasterInfo;
 use crate::text::{escape, seconds};
-use crate::tls::{HandshakeError, Rejection, RejectionKind, TlsClient};
-use crate::x509::CertSummary;
+use crate::tls::{Anchors, HandshakeError, Rejection, RejectionKind, ReliedOn, TlsClient};
+use crate::x509::{CertSummary, Timestamp};
 
 /// How long one TCP connect, and then each handshake, may take.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -30,6 +38,8 @@ pub struct Check<'a> {
     proxy: ProxyEnv,
     limit: Duration,
     ask_info: bool,
+    windows: Windows,
+    public_roots: Option<Anchors>,
 }
 
 /// The outcome of one check.
@@ -55,6 +65,13 @@ pub struct Report {
     pub cipher_suite: Option<String>,
     /// The chain the master presented, leaf first.
     pub chain: Vec<CertSummary>,
+    /// Each certificate the verifier relied on (leaf, the validated path's
+    /// intermediates, the anchor), then the client certificate when one is configured,
+    /// with the days it has left at the time the check ran.
+    pub relied_on: Vec<Status>,
+    /// When the master's own certificate is pinned and a public CA issued it: why the
+    /// CA's next renewal breaks the pin, and what to pin instead.
+    pub renewal_advice: Option<String>,
     /// What the master said about itself (`GET /info`), when asked and it answered so.
     pub master: Option<MasterInfo>,
     /// The conclusion.
@@ -78,12 +95,37 @@ pub struct Verdict {
     pub error: Option<String>,
     /// The verifier's classification, when it rejected the certificate.
     pub rejection: Option<RejectionKind>,
+    /// One line for each certificate that ends within the expiry windows (see
+    /// [`expiry::status`]); they do not fail the check.
+    pub warnings: Vec<String>,
 }
 
 impl<'a> Check<'a> {
     /// A check of `config`'s master: no proxy, [`DEFAULT_TIMEOUT`], `/info` asked.
     pub fn new(config: &'a Config) -> Check<'a> {
-        Check { config, client: None, proxy: ProxyEnv::none(), limit: DEFAULT_TIMEOUT, ask_info: true }
+        Check {
+            config,
+            client: None,
+            proxy: ProxyEnv::none(),
+            limit: DEFAULT_TIMEOUT,
+            ask_info: true,
+            windows: Windows::default(),
+            public_roots: None,
+        }
+    }
+
+    /// How far ahead of a certificate's end to warn, and to call it an error (30 and 7
+    /// days by default).
+    pub fn expiry_windows(mut self, windows: Windows) -> Self {
+        self.windows = windows;
+        self
+    }
+
+    /// The roots that count as public CAs for the renewal advice: the bundled Mozilla
+    /// roots ([`Anchors::bundled`]) unless a test gives others.
+    pub fn public_roots(mut self, roots: Anchors) -> Self {
+        self.public_roots = Some(roots);
+        self
     }
 
     /// Dial through the proxy these settings name for the master, as the daemon does.
@@ -113,7 +155,28 @@ impl<'a> Check<'a> {
     }
 
     /// Dials once and reports.
-    pub async fn run(self) -> Report {
+    pub async fn run(mut self) -> Report {
+        let config = self.config;
+        let windows = self.windows;
+        let public_roots = self.public_roots.take();
+        let mut seen = Seen::default();
+        let mut report = self.dial(&mut seen).await;
+        // Judged at the time the certificates were verified at.
+        let now = seen.now.unwrap_or_else(Timestamp::now);
+        let client_cert =
+            config.tls.as_ref().and_then(|t| t.client_identity.as_ref()).and_then(expiry::client_certificate);
+        report.relied_on = expiry::assess(&[seen.relied_on, client_cert.into_iter().collect()].concat(), now, windows);
+        report.verdict.warnings = report.relied_on.iter().filter_map(|s| s.message.clone()).collect();
+        if let Some(tls) = &config.tls {
+            let roots = public_roots.unwrap_or_else(Anchors::bundled);
+            report.renewal_advice = expiry::renewal_advice(&tls.trust, &seen.presented, &roots).map(|a| a.to_string());
+        }
+        report
+    }
+
+    /// Dials, and asks `/info`; `seen` gets what the expiry rules and the renewal advice
+    /// need.
+    async fn dial(self, seen: &mut Seen) -> Report {
         let mut report = Report::new(self.config);
         let client = match (self.client, &self.config.tls) {
             (Some(client), _) => Some(client),
@@ -126,6 +189,7 @@ impl<'a> Check<'a> {
             },
             (None, None) => None,
         };
+        seen.now = client.as_ref().and_then(TlsClient::now).map(Timestamp::from);
         let dialer = Dialer::new(self.config, client, self.proxy, Timeouts::all(self.limit));
         report.proxy = dialer.proxy().map(ToString::to_string);
         let connection = match dialer.dial().await {
@@ -134,6 +198,7 @@ impl<'a> Check<'a> {
                 let rejection = failure.error.rejection();
                 if let Some(rejection) = rejection {
                     report.chain = rejection.presented().iter().flatten().cloned().collect();
+                    seen.presented = rejection.presented_der().to_vec();
                 }
                 let kind = rejection.map(|r| r.kind());
                 // The attempts are listed on their own; the verdict explains once.
@@ -154,6 +219,8 @@ impl<'a> Check<'a> {
             report.tls_version = Some(tls.version.clone());
             report.cipher_suite = Some(tls.cipher_suite.clone());
             report.chain = tls.chain.iter().filter_map(|c| CertSummary::parse(c).ok()).collect();
+            seen.presented.clone_from(&tls.chain);
+            seen.relied_on.clone_from(&tls.relied_on);
         }
         report.verdict = report.verified(self.config);
         if self.ask_info {
@@ -171,6 +238,15 @@ impl<'a> Check<'a> {
         }
         report
     }
+}
+
+/// What a dial saw that the expiry rules and the renewal advice need.
+#[derive(Default)]
+struct Seen {
+    /// The time the client verifies at.
+    now: Option<Timestamp>,
+    relied_on: Vec<ReliedOn>,
+    presented: Vec<CertificateDer<'static>>,
 }
 
 /// Dials `config`'s master once with its own TLS settings and no proxy, and asks `/info`.
@@ -253,6 +329,8 @@ impl Report {
             tls_version: None,
             cipher_suite: None,
             chain: Vec::new(),
+            relied_on: Vec::new(),
+            renewal_advice: None,
             master: None,
             verdict: Verdict::fail("not attempted".to_owned(), None),
             rejection: None,
@@ -261,7 +339,7 @@ impl Report {
 
     /// The verdict for a connection the dialer made: what vouched for the master.
     fn verified(&self, config: &Config) -> Verdict {
-        let ok = |summary: String| Verdict { ok: true, summary, error: None, rejection: None };
+        let ok = |summary: String| Verdict { ok: true, summary, error: None, rejection: None, warnings: Vec::new() };
         let Some(tls) = config.tls.as_ref() else {
             return ok(
                 "connected over plain TCP: TLS is off, so traffic is not encrypted and the master is not verified"
@@ -297,6 +375,7 @@ impl Verdict {
             summary: error.lines().next().unwrap_or_default().to_owned(),
             error: Some(error),
             rejection,
+            warnings: Vec::new(),
         }
     }
 }
@@ -327,6 +406,13 @@ impl fmt::Display for Report {
             writeln!(f, "  sha256       {}", c.sha256)?;
             writeln!(f, "  key pin      {}", c.key_pin)?;
         }
+        for status in &self.relied_on {
+            let label = if status.cert.role == crate::tls::Role::Client { "client cert" } else { "relied on" };
+            writeln!(f, "{label:<15}{status}")?;
+        }
+        if let Some(advice) = &self.renewal_advice {
+            writeln!(f, "advice         {advice}")?;
+        }
         if let Some(m) = &self.master {
             writeln!(
                 f,
@@ -335,9 +421,14 @@ impl fmt::Display for Report {
             )?;
         }
         match (&self.verdict.ok, &self.verdict.error) {
-            (true, _) => write!(f, "verdict        OK: {}", self.verdict.summary),
-            (false, Some(error)) => write!(f, "verdict        FAILED: {error}"),
-            (false, None) => write!(f, "verdict        FAILED: {}", self.verdict.summary),
+            (true, _) => write!(f, "verdict        OK: {}", self.verdict.summary)?,
+            (false, Some(error)) => write!(f, "verdict        FAILED: {error}")?,
+            (false, None) => write!(f, "verdict        FAILED: {}", self.verdict.summary)?,
         }
+        for status in self.relied_on.iter().filter(|s| s.message.is_some()) {
+            let label = if status.level == Level::Error { "ERROR" } else { "WARNING" };
+            write!(f, "\n  {label:<13}{}", status.message.as_deref().unwrap_or_default())?;
+        }
+        Ok(())
     }
 }

@@ -13,10 +13,13 @@
 //!    store shared with the `det` CLI, and its master addresses.
 //! 3. [`config`]: `agent.yaml`, environment and flags, checked into a [`Config`].
 //! 4. [`tls`]: the master verifier and the TLS client; [`dial`]: the one way every
-//!    command reaches the master (addresses, proxy, TLS).
+//!    command reaches the master (addresses, proxy, TLS); [`expiry`]: the certificates
+//!    the agent relies on, judged before they expire, and advice on pins that renewals
+//!    break.
 //! 5. [`link`]: the registered websocket to `/agents`; [`check`]: one dial, explained.
 //! 6. What `det-agent run` is made of: [`metrics`], [`fluent_bit`], [`trust`] (the
-//!    `trust` command), [`task_env`], and [`daemon`] itself.
+//!    `trust` command), [`state_file`] (what the master said about itself, for tasks),
+//!    [`task_env`], and [`daemon`] itself.
 //! 7. [`dev_master`], a test double of the master, and [`demo`].
 
 #![forbid(unsafe_code)]
@@ -40,12 +43,15 @@ pub mod config;
 pub mod dial;
 pub mod tls;
 
+pub mod expiry;
+
 pub mod check;
 pub mod link;
 
 pub mod daemon;
 pub mod fluent_bit;
 pub mod metrics;
+pub mod state_file;
 pub mod task_env;
 pub mod trust;
 

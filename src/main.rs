@@ -8,8 +8,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
+use det_agent::config::LogConfig;
 use det_agent::daemon::{self, Channels, Control};
 use det_agent::dev_master::{self, Behaviour, DevMaster};
+use det_agent::devices;
 use det_agent::dial::ProxyEnv;
 use det_agent::fluent_bit::{self as fluent, Format};
 use det_agent::text::escape;
@@ -22,9 +24,20 @@ use tokio::sync::mpsc;
 #[derive(Parser, Debug)]
 #[command(version, about, propagate_version = true)]
 struct Cli {
-    /// Log level: error, warn, info, debug or trace (RUST_LOG also works)
-    #[arg(long, global = true, default_value = "info", value_name = "LEVEL")]
-    log_level: String,
+    /// Log level (log.level)
+    #[arg(short = 'l', long, global = true, value_name = "LEVEL", help = format!(
+        "Log level: error, warn, info, debug or trace (logrus' panic, fatal and warning too); beats log.level and \
+         debug; RUST_LOG, a filter, beats it [env: DET_LOG_LEVEL] [default: {}]",
+        det_agent::config::DEFAULT_LOG_LEVEL
+    ))]
+    log_level: Option<String>,
+    /// Log colors (log.color)
+    #[arg(long, global = true, value_name = "BOOL", num_args = 0..=1, require_equals = true, default_missing_value = "true",
+        help = format!(
+            "Color the log on a terminal: --log-color=false turns it off [env: DET_LOG_COLOR] [default: {}]",
+            det_agent::config::DEFAULT_LOG_COLOR
+        ))]
+    log_color: Option<String>,
     /// Log format on stderr
     #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
     log_format: LogFormat,
@@ -129,7 +142,10 @@ enum Command {
     /// Print the environment a task on this node needs to reach the master.
     ///
     /// DET_MASTER, DET_MASTER_HOST, DET_MASTER_PORT, DET_MASTER_ADDR, DET_USE_TLS, and when
-    /// they apply DET_MASTER_CERT_FILE (noverify under skip_verify) and DET_MASTER_CERT_NAME.
+    /// they apply DET_MASTER_CERT_FILE (noverify under skip_verify) and DET_MASTER_CERT_NAME;
+    /// DET_AGENT_ID; DET_CLUSTER_ID and DET_MASTER_ID once `run` has recorded them in
+    /// state_file (a note on stderr says when they are missing); HTTP_PROXY, HTTPS_PROXY,
+    /// FTP_PROXY and NO_PROXY from http_proxy, https_proxy, ftp_proxy and no_proxy.
     TaskEnv {
         #[command(flatten)]
         config: Box<ConfigArgs>,
@@ -215,7 +231,7 @@ type Outcome = Result<ExitCode, CliError>;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(&cli.log_level, cli.log_format);
+    let logging = Logging { level: cli.log_level, color: cli.log_color, format: cli.log_format };
     // One thread: the daemon holds one connection, and a small idle footprint matters
     // more than parallelism on a GPU node.
     let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
@@ -225,7 +241,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli.command)) {
+    match runtime.block_on(run(cli.command, logging)) {
         Ok(code) => code,
         Err(err) => {
             eprintln!("det-agent: {err}");
@@ -242,26 +258,43 @@ fn proxy_env() -> Result<ProxyEnv, CliError> {
     ProxyEnv::from_env(&env).map_err(|e| CliError::Load(e.into()))
 }
 
-async fn run(command: Command) -> Outcome {
+async fn run(command: Command, logging: Logging) -> Outcome {
     match command {
-        Command::Run { config, reconnect_on_reload } => run_daemon(*config, reconnect_on_reload).await,
+        Command::Run { config, reconnect_on_reload } => {
+            let (args, config) = logging.load(*config)?;
+            if let Some(warning) = config.ignored_warning() {
+                tracing::warn!("{warning}");
+            }
+            run_daemon(args, reconnect_on_reload).await
+        }
         Command::Check { config, json, timeout } => {
-            let config = config.load(&env)?;
+            let (_, config) = logging.load(*config)?;
+            warn_ignored(&config);
             let report =
                 check::Check::new(&config).proxy(proxy_env()?).timeout(Duration::from_secs(timeout)).run().await;
+            let devices = detect_devices(&config).await;
             if json {
-                let text = det_agent::text::to_json_pretty(&report)
+                let mut value = serde_json::to_value(&report)
+                    .map_err(|e| CliError::Failed(format!("cannot encode the report: {e}")))?;
+                if let serde_json::Value::Object(fields) = &mut value {
+                    fields.insert("devices".to_owned(), devices.to_json(&config));
+                }
+                let text = det_agent::text::to_json_pretty(&value)
                     .map_err(|e| CliError::Failed(format!("cannot encode the report: {e}")))?;
                 println!("{text}");
             } else {
                 println!("{report}");
+                print!("{}", devices.to_text(&config));
             }
-            Ok(if report.verdict.ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+            Ok(if report.verdict.ok && devices.is_ok() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
         Command::FluentBit { config, format, out, probe, timeout } => {
-            fluent_bit(*config, format, out, probe, Duration::from_secs(timeout)).await
+            let (_, config) = logging.load(*config)?;
+            warn_ignored(&config);
+            fluent_bit(config, format, out, probe, Duration::from_secs(timeout)).await
         }
         Command::Trust { master, master_cert_name, fingerprint, list, forget, timeout } => {
+            logging.init_without_config()?;
             let store = Store::locate(&env).map_err(|e| CliError::Usage(e.to_string()))?;
             if list {
                 return trust_list(&store);
@@ -273,19 +306,28 @@ async fn run(command: Command) -> Outcome {
             trust_master(&store, request, Duration::from_secs(timeout)).await
         }
         Command::TaskEnv { config, format, cert_file } => {
-            let config = config.load(&env)?;
-            let vars = det_agent::task_env::task_env(&config, cert_file.as_deref()).map_err(CliError::Usage)?;
+            let (_, config) = logging.load(*config)?;
+            warn_ignored(&config);
+            let master = det_agent::task_env::master_record(&config);
+            if let Some(why) = master.why_missing() {
+                eprintln!("det-agent: note: {why}");
+            }
+            let vars = det_agent::task_env::task_env(&config, cert_file.as_deref(), master.record())
+                .map_err(|e| CliError::Usage(e.to_string()))?;
             match format {
                 EnvFormat::Shell => print!("{}", det_agent::task_env::to_shell(&vars)),
                 EnvFormat::Json => println!("{}", det_agent::task_env::to_json(&vars)),
             }
             Ok(ExitCode::SUCCESS)
         }
-        Command::Demo => match demo::run(&mut std::io::stdout()).await {
-            Ok(true) => Ok(ExitCode::SUCCESS),
-            Ok(false) => Ok(ExitCode::FAILURE),
-            Err(err) => Err(CliError::Failed(format!("demo failed: {err}"))),
-        },
+        Command::Demo => {
+            logging.init_without_config()?;
+            match demo::run(&mut std::io::stdout()).await {
+                Ok(true) => Ok(ExitCode::SUCCESS),
+                Ok(false) => Ok(ExitCode::FAILURE),
+                Err(err) => Err(CliError::Failed(format!("demo failed: {err}"))),
+            }
+        }
         Command::DevMaster {
             cert,
             key,
@@ -298,6 +340,7 @@ async fn run(command: Command) -> Outcome {
             resource_pools,
             state_file,
         } => {
+            logging.init_without_config()?;
             let behaviour =
                 Behaviour { ping_interval: Some(Duration::from_secs(ping_interval.max(1))), ..Behaviour::default() };
             let wait = Duration::try_from_secs_f64(agent_reconnect_wait).map_err(|_| {
@@ -420,13 +463,12 @@ fn fingerprint_mismatch(presented: &Fingerprint) -> String {
 }
 
 async fn fluent_bit(
-    args: ConfigArgs,
+    config: det_agent::Config,
     format: Option<Format>,
     out: Option<PathBuf>,
     probe: bool,
     limit: Duration,
 ) -> Outcome {
-    let config = args.load(&env)?;
     let format = format.unwrap_or(config.fluent.format);
     let presented = if probe {
         let evidence = fluent::io::probe(&config, proxy_env()?, None, limit).await;
@@ -554,12 +596,113 @@ async fn serve_dev_master(
     }
 }
 
-fn init_logging(level: &str, format: LogFormat) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    match format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr())).init(),
+/// The global logging flags, applied once the configuration (which may set the level and
+/// color too) is loaded, so that its errors are printed plainly, before any logging.
+struct Logging {
+    level: Option<String>,
+    color: Option<String>,
+    format: LogFormat,
+}
+
+impl Logging {
+    /// Loads the configuration, the global flags layered over it, then starts logging.
+    fn load(&self, mut args: ConfigArgs) -> Result<(ConfigArgs, det_agent::Config), CliError> {
+        args.log_level.clone_from(&self.level);
+        args.log_color.clone_from(&self.color);
+        let config = args.load(&env)?;
+        self.init(&config.log);
+        Ok((args, config))
+    }
+
+    /// Starts logging from the flags and the environment, for a command without a
+    /// configuration.
+    fn init_without_config(&self) -> Result<(), CliError> {
+        let log = LogConfig::from_flags(self.level.as_deref(), self.color.as_deref(), &env)?;
+        self.init(&log);
+        Ok(())
+    }
+
+    fn init(&self, log: &LogConfig) {
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(log.level.as_str()));
+        let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+        match self.format {
+            LogFormat::Json => builder.json().init(),
+            LogFormat::Text => {
+                builder.with_ansi(log.color && std::io::IsTerminal::is_terminal(&std::io::stderr())).init();
+            }
+        }
+    }
+}
+
+/// The devices this node would report to the master, for `check`.
+struct DeviceCheck(Result<devices::Detection, String>);
+
+/// Detects the devices as `run` will, on a blocking thread: the vendor tools run under
+/// their timeout.
+async fn detect_devices(config: &det_agent::Config) -> DeviceCheck {
+    let options = config.devices.clone();
+    let found = tokio::task::spawn_blocking(move || devices::detect_this_node(&options)).await;
+    DeviceCheck(match found {
+        Ok(found) => found.map_err(|e| e.to_string()),
+        Err(e) => Err(format!("device detection stopped: {e}")),
+    })
+}
+
+impl DeviceCheck {
+    fn is_ok(&self) -> bool {
+        self.0.is_ok()
+    }
+
+    /// The devices after the report, in its layout.
+    fn to_text(&self, config: &det_agent::Config) -> String {
+        let options = &config.devices;
+        let mut text = match &self.0 {
+            Err(error) => {
+                return format!("devices        FAILED (slot_type {}): {error}\n", options.slot_type);
+            }
+            Ok(found) => format!(
+                "devices        {} as the master will see them (slot_type {})\n",
+                found.devices.len(),
+                options.slot_type
+            ),
+        };
+        if let Ok(found) = &self.0 {
+            for device in &found.devices {
+                text.push_str(&format!("  device       {device}, uuid {}\n", escape(&device.uuid)));
+            }
+            for notice in &found.notices {
+                let label = if notice.level() == devices::Level::Warning { "warning" } else { "note" };
+                text.push_str(&format!("  {label:<12} {notice}\n"));
+            }
+        }
+        text
+    }
+
+    /// The devices as a JSON object: the slot type, the devices as the master receives
+    /// them, the notices, or the error.
+    fn to_json(&self, config: &det_agent::Config) -> serde_json::Value {
+        let slot_type = config.devices.slot_type.as_str();
+        match &self.0 {
+            Ok(found) => {
+                let notices: Vec<serde_json::Value> = found
+                    .notices
+                    .iter()
+                    .map(|n| {
+                        let level = if n.level() == devices::Level::Warning { "warning" } else { "info" };
+                        serde_json::json!({"level": level, "message": n.to_string()})
+                    })
+                    .collect();
+                serde_json::json!({"slot_type": slot_type, "ok": true, "devices": found.devices, "notices": notices})
+            }
+            Err(error) => serde_json::json!({"slot_type": slot_type, "ok": false, "error": error}),
+        }
+    }
+}
+
+/// The one warning about ignored options of Determined's agent, for commands that print.
+fn warn_ignored(config: &det_agent::Config) {
+    if let Some(warning) = config.ignored_warning() {
+        eprintln!("det-agent: warning: {}", escape(&warning));
     }
 }

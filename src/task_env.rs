@@ -1,22 +1,66 @@
 //! The environment a task launched on this node needs to reach the master with no
-//! further configuration, with the names Determined's tasks and CLI read.
+//! further configuration, with the names Determined's tasks and CLI read: what
+//! Determined's agent adds to every task container (`agent/internal/containers/spec.go`:
+//! the master's address, `DET_AGENT_ID`, `DET_CLUSTER_ID`, `DET_MASTER_ID`, the proxy
+//! settings) and what its master adds for TLS (`master/pkg/tasks/task.go`).
+//!
+//! Where a value differs from what Determined sets, on purpose:
+//! - `DET_MASTER_CERT_FILE`: Determined's master copies its own certificate into the
+//!   container and names that copy (`/run/determined/etc/ssl/master.crt`). Here it is the
+//!   file the agent pins (`master_cert`), or the path given as the task sees it; `noverify`
+//!   under skip_verify (the CLI's word for "do not verify"); unset in CA mode.
+//! - `DET_USE_TLS`: Determined's master sets it when the master itself has a certificate;
+//!   here it says whether this agent reaches the master over TLS.
+//! - `DET_MASTER`: an IPv6 host is bracketed (`https://[fd00::5]:8443`); Determined's
+//!   agent writes it bare, which no URL parser reads.
+//! - `DET_MASTER_PORT`: det-agent's default port follows the master's (8443 with TLS,
+//!   8080 without), where Determined's agent defaults to 443 and 80.
+//! - What belongs to one container (`DET_CONTAINER_ID`, `DET_SLOT_IDS`, the task's IDs
+//!   and tokens) is not known outside a task, and not given.
 
 use std::path::{Path, PathBuf};
 
 use crate::config::{Config, Trust};
+use crate::state_file::{self, MasterRecord, StateFileError};
+use crate::text::escape;
 
 /// `(name, value)` pairs, in a fixed order.
 pub type TaskEnv = Vec<(&'static str, String)>;
 
-/// The task environment for `config`. The master is addressed as tasks see it
-/// (`container_master_host`/`container_master_port` when set). `cert_file` is the path
-/// of the master's certificate as the task will see it; by default the pinned
-/// `master_cert` path.
+/// Why no task environment can be given.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TaskEnvError {
+    /// The master's chain is trusted only in the trust store, which a task cannot read,
+    /// and no certificate file was named.
+    #[error("the master's chain was trusted on first use and lives in the trust store ({url} in {}), not in a file a task can read; write it to a file the task can see and pass that path with --cert-file", store.display())]
+    ChainOnlyInStore {
+        /// The store entry's URL.
+        url: String,
+        /// The store file.
+        store: PathBuf,
+    },
+}
+
+/// The task environment for `config`, in this order: `DET_MASTER`, `DET_MASTER_HOST`,
+/// `DET_MASTER_PORT`, `DET_MASTER_ADDR`, `DET_USE_TLS`, then when they apply
+/// `DET_MASTER_CERT_FILE` and `DET_MASTER_CERT_NAME`, then `DET_AGENT_ID`, then
+/// `DET_CLUSTER_ID` and `DET_MASTER_ID` from `master` when given, then `HTTP_PROXY`,
+/// `HTTPS_PROXY`, `FTP_PROXY`, `NO_PROXY` for the proxy settings that are set.
+///
+/// The master is addressed as tasks see it (`container_master_host`/`container_master_port`
+/// when set). `cert_file` is the path of the master's certificate as the task will see
+/// it; by default the pinned `master_cert` path. `master` is the record [`master_record`]
+/// finds.
 ///
 /// # Errors
 /// The master's chain is only in the trust store and no `cert_file` was given: a task
 /// needs a file.
-pub fn task_env(config: &Config, cert_file: Option<&Path>) -> Result<TaskEnv, String> {
+pub fn task_env(
+    config: &Config,
+    cert_file: Option<&Path>,
+    master: Option<&MasterRecord>,
+) -> Result<TaskEnv, TaskEnvError> {
     let host = config.container_master_host.as_ref().unwrap_or(&config.master_host);
     let port = config.container_master_port.unwrap_or(config.master_port);
     let tls = config.tls.as_ref();
@@ -37,10 +81,7 @@ pub fn task_env(config: &Config, cert_file: Option<&Path>) -> Result<TaskEnv, St
             (Some(path), _) => Some(path.to_owned()),
             (None, None) => Some(std::path::absolute(&pinned.path).unwrap_or_else(|_| pinned.path.clone())),
             (None, Some(url)) => {
-                return Err(format!(
-                    "the master's chain was trusted on first use and lives in the trust store ({url} in {}), not in a file a task can read; write it to a file the task can see and pass that path with --cert-file",
-                    pinned.path.display()
-                ))
+                return Err(TaskEnvError::ChainOnlyInStore { url: url.clone(), store: pinned.path.clone() })
             }
         },
     };
@@ -50,7 +91,82 @@ pub fn task_env(config: &Config, cert_file: Option<&Path>) -> Result<TaskEnv, St
     if let Some(name) = tls.and_then(|t| t.master_cert_name.as_ref()) {
         env.push(("DET_MASTER_CERT_NAME", name.as_ref().to_owned()));
     }
+    env.push(("DET_AGENT_ID", config.agent_id.clone()));
+    if let Some(master) = master {
+        env.push(("DET_CLUSTER_ID", master.cluster_id.clone()));
+        env.push(("DET_MASTER_ID", master.master_id.clone()));
+    }
+    env.extend(config.task_proxy.vars());
     Ok(env)
+}
+
+/// What the state file says about the configured master.
+#[derive(Debug)]
+pub enum MasterLookup {
+    /// A record about this master.
+    Found(MasterRecord),
+    /// No state file: `det-agent run` has not been accepted by a master yet (or writes
+    /// elsewhere).
+    Absent {
+        /// Where it was looked for.
+        path: PathBuf,
+    },
+    /// A record about another master, so not used.
+    OtherMaster {
+        /// The file.
+        path: PathBuf,
+        /// The record.
+        record: MasterRecord,
+        /// The master configured now.
+        configured: String,
+    },
+    /// The file cannot be used.
+    Unreadable(StateFileError),
+}
+
+impl MasterLookup {
+    /// The record, when it is about the configured master.
+    pub fn record(&self) -> Option<&MasterRecord> {
+        match self {
+            MasterLookup::Found(record) => Some(record),
+            _ => None,
+        }
+    }
+
+    /// Why `DET_CLUSTER_ID` and `DET_MASTER_ID` are missing, in words; `None` when found.
+    pub fn why_missing(&self) -> Option<String> {
+        let what = "DET_CLUSTER_ID and DET_MASTER_ID are not set";
+        match self {
+            MasterLookup::Found(_) => None,
+            MasterLookup::Absent { path } => Some(format!(
+                "{what}: no state file at {} yet; `det-agent run` writes it when the master accepts the agent (state_file names it)",
+                path.display()
+            )),
+            MasterLookup::OtherMaster { path, record, configured } => Some(format!(
+                "{what}: the state file {} is about the master at {}, not the one configured ({configured}); `det-agent run` replaces it when this master accepts the agent",
+                path.display(),
+                escape(&record.master)
+            )),
+            MasterLookup::Unreadable(error) => Some(format!("{what}: {error}")),
+        }
+    }
+}
+
+/// Reads `config.state_file` and keeps its record when it is about the configured master.
+pub fn master_record(config: &Config) -> MasterLookup {
+    let path = &config.state_file;
+    match state_file::read(path) {
+        Ok(None) => MasterLookup::Absent { path: path.clone() },
+        Ok(Some(record)) => {
+            let configured = state_file::master_of(config);
+            if record.master == configured {
+                MasterLookup::Found(record)
+            } else {
+                MasterLookup::OtherMaster { path: path.clone(), record, configured }
+            }
+        }
+        Err(error) => MasterLookup::Unreadable(error),
+    }
 }
 
 /// `export NAME='value'` lines, each value single-quoted so a shell takes it literally.
@@ -71,59 +187,4 @@ fn shell_quote(value: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::{Host, PinnedCerts, TlsConfig};
-    use crate::dev_master::fixtures;
-    use rustls_pki_types::DnsName;
-
-    fn get<'a>(env: &'a TaskEnv, name: &str) -> Option<&'a str> {
-        env.iter().find(|(k, _)| *k == name).map(|(_, v)| v.as_str())
-    }
-
-    #[test]
-    fn each_mode() {
-        let plain = task_env(&Config::new(Host::parse("master.example.com").unwrap(), None), None).unwrap();
-        assert_eq!(get(&plain, "DET_MASTER"), Some("http://master.example.com:8080"));
-        assert_eq!(get(&plain, "DET_USE_TLS"), Some("false"));
-        assert_eq!(get(&plain, "DET_MASTER_CERT_FILE"), None);
-
-        let ca =
-            task_env(&Config::new(Host::parse("fd00::5").unwrap(), Some(TlsConfig::new(Trust::PublicRoots))), None)
-                .unwrap();
-        assert_eq!(get(&ca, "DET_MASTER"), Some("https://[fd00::5]:8443"));
-        assert_eq!(get(&ca, "DET_MASTER_HOST"), Some("fd00::5"));
-        assert_eq!(get(&ca, "DET_MASTER_ADDR"), Some("fd00::5"));
-        assert_eq!(get(&ca, "DET_USE_TLS"), Some("true"));
-
-        let skip = Config::new(Host::parse("10.0.0.5").unwrap(), Some(TlsConfig::new(Trust::SkipVerify)));
-        assert_eq!(get(&task_env(&skip, None).unwrap(), "DET_MASTER_CERT_FILE"), Some("noverify"));
-
-        let pinned = PinnedCerts {
-            path: "/etc/determined/master.crt".into(),
-            certs: fixtures::certs("root-ca.pem"),
-            store_entry: None,
-        };
-        let mut tls = TlsConfig::new(Trust::Pinned(pinned.clone()));
-        tls.master_cert_name = Some(DnsName::try_from("master.example.com").unwrap().to_owned());
-        let mut config = Config::new(Host::parse("10.0.0.5").unwrap(), Some(tls));
-        config.container_master_host = Some(Host::parse("172.17.0.1").unwrap());
-        config.container_master_port = Some(443);
-        let env = task_env(&config, None).unwrap();
-        assert_eq!(get(&env, "DET_MASTER"), Some("https://172.17.0.1:443"));
-        assert_eq!(get(&env, "DET_MASTER_CERT_FILE"), Some("/etc/determined/master.crt"));
-        assert_eq!(get(&env, "DET_MASTER_CERT_NAME"), Some("master.example.com"));
-        let env = task_env(&config, Some(Path::new("/run/det/master.crt"))).unwrap();
-        assert_eq!(get(&env, "DET_MASTER_CERT_FILE"), Some("/run/det/master.crt"));
-
-        let stored = PinnedCerts { store_entry: Some("https://10.0.0.5:8443".into()), ..pinned };
-        let config = Config::new(Host::parse("10.0.0.5").unwrap(), Some(TlsConfig::new(Trust::Pinned(stored))));
-        assert!(task_env(&config, None).unwrap_err().contains("pass that path with --cert-file"));
-    }
-
-    #[test]
-    fn shell_output_is_literal() {
-        let env: TaskEnv = vec![("DET_MASTER_CERT_FILE", "/a b/it's $(x)`y`\n".to_owned())];
-        assert_eq!(to_shell(&env), "export DET_MASTER_CERT_FILE='/a b/it'\\''s $(x)`y`\n'\n");
-    }
-}
+mod tests;

@@ -169,6 +169,20 @@ impl fmt::Display for Timestamp {
     }
 }
 
+impl Timestamp {
+    /// The system clock now. Code that decides by time takes a `Timestamp` instead of
+    /// calling this, so tests inject the time.
+    pub fn now() -> Timestamp {
+        Timestamp::from(rustls_pki_types::UnixTime::now())
+    }
+}
+
+impl From<rustls_pki_types::UnixTime> for Timestamp {
+    fn from(time: rustls_pki_types::UnixTime) -> Self {
+        Timestamp(i64::try_from(time.as_secs()).unwrap_or(i64::MAX))
+    }
+}
+
 impl Serialize for Timestamp {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.collect_str(self)

@@ -1,12 +1,11 @@
 //! The Fluent Bit generator: golden files per mode and format, the DNS-name rule with
-//! its exact guidance, a property test that no value escapes its line, OpenSSL (Fluent
-//! Bit's TLS library) verifying the dev master with the generated settings, and the
-//! daemon keeping the files in step with its own trust.
+//! its exact guidance, a property test that no value escapes its line, and the daemon
+//! keeping the files in step with its own trust. The real Fluent Bit reads and runs
+//! what is written in `fluent_bit_real.rs`.
 
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 
-use det_agent::fluent_bit::{self, parse_classic, parse_yaml, CaFile, FluentError, Format, Pipeline};
+use det_agent::fluent_bit::{self, parse_classic, parse_yaml, CaFile, FluentError, Format, HostStore, Pipeline};
 use det_agent::{Config, ConfigArgs};
 use proptest::prelude::*;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -19,12 +18,12 @@ use det_agent::dev_master::{DevMaster, Event};
 const OUT_DIR: &str = "/etc/det-agent/fluent-bit";
 
 /// A folder standing in for /etc/determined: agent.yaml plus the PEM files it names.
-struct Etc {
-    dir: tempfile::TempDir,
+pub(crate) struct Etc {
+    pub(crate) dir: tempfile::TempDir,
 }
 
 impl Etc {
-    fn new() -> Etc {
+    pub(crate) fn new() -> Etc {
         let dir = tempfile::tempdir().unwrap();
         // The master's leaf with its chain up to the root, as an operator would pin it.
         let mut full = std::fs::read(pki("master-leaf.pem")).unwrap();
@@ -39,12 +38,17 @@ impl Etc {
     fn config(&self, yaml: &str) -> Config {
         let path = self.dir.path().join("agent.yaml");
         std::fs::write(&path, yaml).unwrap();
-        let args = ConfigArgs { config: Some(path), ..ConfigArgs::default() };
+        let args = ConfigArgs { config: vec![path], ..ConfigArgs::default() };
         args.load(&|_| None).unwrap_or_else(|e| panic!("{yaml}: {e}"))
     }
 
+    /// Built for the system store, whatever the environment running the tests says.
     fn build(&self, yaml: &str) -> Result<Pipeline, FluentError> {
-        Pipeline::build(&self.config(yaml), CaFile::CopyIn(Path::new(OUT_DIR)), None)
+        self.build_for(yaml, &HostStore::system())
+    }
+
+    fn build_for(&self, yaml: &str, store: &HostStore) -> Result<Pipeline, FluentError> {
+        Pipeline::build_with(&self.config(yaml), CaFile::CopyIn(Path::new(OUT_DIR)), None, store)
     }
 
     /// Output with this machine's temporary folder replaced by /etc/determined.
@@ -53,7 +57,8 @@ impl Etc {
     }
 }
 
-const MODES: &[(&str, &str)] = &[
+/// The agent.yaml of each mode, named as its golden files are.
+pub(crate) const MODES: &[(&str, &str)] = &[
     ("plain", "master_host: master.det.test\n"),
     ("ca", "master_host: master.det.test\nsecurity:\n  tls:\n    enabled: true\n"),
     (
@@ -75,13 +80,24 @@ const MODES: &[(&str, &str)] = &[
     ),
 ];
 
+/// CA mode with the host stores SSL_CERT_FILE and SSL_CERT_DIR choose, named as their
+/// golden files are.
+pub(crate) const STORES: &[(&str, Option<&str>, Option<&str>)] = &[
+    ("ca-cert-file", Some("/etc/determined/private-ca.pem"), None),
+    ("ca-cert-dir", None, Some("/etc/determined/ca.d:/usr/local/share/ca.d")),
+];
+
 #[test]
 fn golden_files_per_mode_and_format() {
     let etc = Etc::new();
     let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/fluent-bit");
     let update = std::env::var_os("UPDATE_GOLDEN").is_some();
-    for (mode, yaml) in MODES {
-        let pipeline = etc.build(yaml).unwrap_or_else(|e| panic!("{mode}: {e}"));
+    let modes = MODES.iter().map(|(mode, yaml)| (*mode, *yaml, HostStore::system()));
+    let stores = STORES.iter().map(|(mode, file, dirs)| {
+        (*mode, MODES[1].1, HostStore::from_vars(file.map(Into::into), dirs.map(Into::into)))
+    });
+    for (mode, yaml, store) in modes.chain(stores) {
+        let pipeline = etc.build_for(yaml, &store).unwrap_or_else(|e| panic!("{mode}: {e}"));
         assert!(pipeline.warnings().is_empty(), "{mode}: {:?}", pipeline.warnings());
         let classic = etc.stable(&pipeline.render(Format::Classic).unwrap());
         let yaml_text = etc.stable(&pipeline.render(Format::Yaml).unwrap());
@@ -142,6 +158,41 @@ fn each_mode_sets_the_tls_options_fluent_bit_needs() {
     let mtls = render("mtls");
     assert!(output_value(&mtls, "tls.crt_file").unwrap().ends_with("/client.pem"));
     assert!(output_value(&mtls, "tls.key_file").unwrap().ends_with("/client.key"));
+}
+
+#[test]
+fn ca_mode_names_the_host_store_det_agent_reads() {
+    let etc = Etc::new();
+    let (ca, pinned) = (MODES[1].1, MODES[2].1);
+    let store =
+        |file: Option<&str>, dirs: Option<&str>| HostStore::from_vars(file.map(Into::into), dirs.map(Into::into));
+    let text = |yaml: &str, store: &HostStore| etc.build_for(yaml, store).unwrap().render(Format::Classic).unwrap();
+
+    // Both variables: Fluent Bit takes one or the other, so it gets the file and a warning.
+    let both = store(Some("/etc/ca.pem"), Some("/etc/ca.d:/opt/ca.d"));
+    let pipeline = etc.build_for(ca, &both).unwrap();
+    assert_eq!(
+        pipeline.warnings(),
+        ["SSL_CERT_FILE and SSL_CERT_DIR are both set; Fluent Bit takes one CA file or CA folders, not both, so it is given SSL_CERT_FILE and will not trust the certificates in SSL_CERT_DIR (/etc/ca.d:/opt/ca.d) that det-agent trusts. To give it all of them, put them in the one file."]
+    );
+    let written = pipeline.render(Format::Classic).unwrap();
+    assert_eq!(output_value(&written, "tls.ca_file").as_deref(), Some("/etc/ca.pem"));
+    assert_eq!(output_value(&written, "tls.ca_path"), None);
+
+    // A relative path is read from det-agent's working folder, so it is written absolute.
+    let relative = text(ca, &store(Some("certs/ca.pem"), None));
+    let want = std::env::current_dir().unwrap().join("certs/ca.pem");
+    assert_eq!(output_value(&relative, "tls.ca_file").as_deref(), want.to_str());
+
+    // An empty SSL_CERT_FILE makes det-agent trust no host store; it cannot be written.
+    let err = etc.build_for(ca, &store(Some(""), None)).unwrap_err();
+    assert!(matches!(&err, FluentError::Unsafe { option, .. } if option == "SSL_CERT_FILE"), "{err}");
+    assert!(err.to_string().contains("it is empty"), "{err}");
+
+    // Pinned mode trusts master_cert alone, whatever the variables say.
+    let pinned_text = text(pinned, &both);
+    assert_eq!(output_value(&pinned_text, "tls.ca_file").as_deref(), Some("/etc/det-agent/fluent-bit/master-ca.pem"));
+    assert!(!pinned_text.contains("SSL_CERT"), "{pinned_text}");
 }
 
 #[test]
@@ -244,7 +295,8 @@ fn unsafe_paths_are_refused_naming_the_option() {
     for (dir, why) in
         [("/tmp/x\n[OUTPUT]\n    Name stdout", "control character"), ("/tmp/${HOME}", "'$'"), ("[x", "section header")]
     {
-        let err = Pipeline::build(&config, CaFile::CopyIn(Path::new(dir)), None).unwrap_err();
+        let err =
+            Pipeline::build_with(&config, CaFile::CopyIn(Path::new(dir)), None, &HostStore::system()).unwrap_err();
         let msg = err.to_string();
         assert!(matches!(err, FluentError::Unsafe { ref option, .. } if option == "tls.ca_file"), "{msg}");
         assert!(msg.contains(why) && msg.starts_with("cannot write tls.ca_file "), "{msg}");
@@ -328,7 +380,7 @@ proptest! {
             ("tls.key_file", absolute(&identity.key_path)),
         ];
         let all_safe = want.iter().all(|(_, v)| fluent_bit::Value::new(v).is_ok());
-        match Pipeline::build(&config, CaFile::CopyIn(&dir), None) {
+        match Pipeline::build_with(&config, CaFile::CopyIn(&dir), None, &HostStore::system()) {
             Ok(pipeline) => {
                 prop_assert!(all_safe, "accepted an unsafe value {s:?}");
                 let classic = pipeline.render(Format::Classic).unwrap();
@@ -347,79 +399,39 @@ proptest! {
             Err(other) => prop_assert!(false, "{other}"),
         }
     }
-}
 
-/// Asks Debian's openssl, the library Fluent Bit verifies with, to connect the way the
-/// generated configuration says: CA file, SNI and host name check from tls.ca_file and
-/// tls.vhost. Returns whether verification succeeded, and openssl's output.
-async fn openssl_verifies(addr: std::net::SocketAddr, conf: &str) -> (bool, String) {
-    let ca = output_value(conf, "tls.ca_file").unwrap();
-    let vhost = output_value(conf, "tls.vhost").unwrap();
-    let out = tokio::process::Command::new("openssl")
-        .args(["s_client", "-connect", &addr.to_string(), "-CAfile", &ca, "-servername", &vhost])
-        .args(["-verify_hostname", &vhost, "-verify_return_error", "-brief"])
-        .stdin(Stdio::null())
-        .output()
-        .await
-        .expect("openssl runs (install Debian's openssl package)");
-    let (stdout, stderr) = text(&out);
-    (out.status.success(), format!("{stdout}{stderr}"))
-}
-
-#[tokio::test]
-async fn openssl_verifies_the_dev_master_with_the_written_settings() {
-    let master = DevMaster::with_fixture("master").await.unwrap();
-    let out_dir = tempfile::tempdir().unwrap();
-    let port = master.addr().port().to_string();
-    let root = pki("chain-to-root.pem");
-    // Dial the IP, verify the DNS name: the case Fluent Bit needs master_cert_name for.
-    let args = [
-        "fluent-bit",
-        "--master-host",
-        "127.0.0.1",
-        "--master-port",
-        &port,
-        "--security-tls-enabled",
-        "--security-tls-master-cert",
-        root.to_str().unwrap(),
-        "--security-tls-master-cert-name",
-        "master.det.test",
-        "--out",
-        out_dir.path().to_str().unwrap(),
-    ];
-    let out = det_agent(&args, &[]).await;
-    let (stdout, stderr) = text(&out);
-    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
-    let conf_path = out_dir.path().join("fluent-bit.conf");
-    let ca_path = out_dir.path().join("master-ca.pem");
-    assert_eq!(stdout, format!("wrote {}\nwrote {}\n", conf_path.display(), ca_path.display()));
-    let conf = std::fs::read_to_string(&conf_path).unwrap();
-    let (ok, log) = openssl_verifies(master.addr(), &conf).await;
-    assert!(ok, "{log}");
-    assert!(log.contains("Verification: OK"), "{log}");
-
-    // The same CA file with the IP as the name is refused by OpenSSL: why the IP rule exists
-    // (OpenSSL's host check, as Fluent Bit calls it, compares the string with DNS names).
-    let as_ip = conf.replace("tls.vhost           master.det.test", "tls.vhost           127.0.0.1");
-    assert_ne!(as_ip, conf);
-    let (ok, log) = openssl_verifies(master.addr(), &as_ip).await;
-    assert!(!ok, "{log}");
-
-    // Pinning the leaf and intermediate without the root: written with a warning, and
-    // OpenSSL does refuse it, as the warning says.
-    let chain = pki("master.pem");
-    let mut args = args.to_vec();
-    args[7] = chain.to_str().unwrap();
-    let out = det_agent(&args, &[]).await;
-    let (_, stderr) = text(&out);
-    assert_eq!(out.status.code(), Some(0), "{stderr}");
-    assert!(
-        stderr.contains("warning: security.tls.master_cert") && stderr.contains("holds no self-signed root"),
-        "{stderr}"
-    );
-    let conf = std::fs::read_to_string(&conf_path).unwrap();
-    let (ok, log) = openssl_verifies(master.addr(), &conf).await;
-    assert!(!ok, "{log}");
+    /// The same for the host store CA mode writes: SSL_CERT_FILE as tls.ca_file, or the
+    /// folders of SSL_CERT_DIR as tls.ca_path, unchanged, or refused naming the variable.
+    #[test]
+    fn no_host_store_path_adds_a_line_section_or_meta_command(s in hostile(), as_dir in any::<bool>()) {
+        let etc = Etc::new();
+        let clean_store = if as_dir { HostStore::from_vars(None, Some("/x".into())) } else { HostStore::from_vars(Some("/x".into()), None) };
+        let clean = etc.build_for(MODES[1].1, &clean_store).unwrap().render(Format::Classic).unwrap();
+        let value = format!("/s{s}");
+        let (store, key, option) = if as_dir {
+            (HostStore::from_vars(None, Some(value.clone().into())), "tls.ca_path", "SSL_CERT_DIR")
+        } else {
+            (HostStore::from_vars(Some(value.clone().into()), None), "tls.ca_file", "SSL_CERT_FILE")
+        };
+        // SSL_CERT_DIR is a list: the value written is its folders, absolute, joined again.
+        let want = store.dirs.iter().map(|d| std::path::absolute(d).unwrap().to_str().unwrap().to_owned()).collect::<Vec<_>>().join(":");
+        let want = if as_dir { want } else { std::path::absolute(&value).unwrap().to_str().unwrap().to_owned() };
+        match etc.build_for(MODES[1].1, &store) {
+            Ok(pipeline) => {
+                prop_assert!(fluent_bit::Value::new(&want).is_ok(), "accepted an unsafe value {s:?}");
+                let classic = pipeline.render(Format::Classic).unwrap();
+                let yaml = pipeline.render(Format::Yaml).unwrap();
+                prop_assert_eq!(expected_keys(&classic), expected_keys(&clean));
+                prop_assert_eq!(parse_classic(&classic).unwrap(), parse_yaml(&yaml).unwrap());
+                prop_assert_eq!(output_value(&classic, key), Some(want));
+            }
+            Err(FluentError::Unsafe { option: refused, .. }) => {
+                prop_assert_eq!(refused.as_str(), option);
+                prop_assert!(fluent_bit::Value::new(&want).is_err(), "refused a safe value {s:?}");
+            }
+            Err(other) => prop_assert!(false, "{other}"),
+        }
+    }
 }
 
 #[tokio::test]
@@ -544,6 +556,7 @@ async fn run_keeps_the_fluent_bit_config_in_step_on_start_and_sighup() {
     };
     let line = wait_for("wrote the Fluent Bit configuration").await;
     assert!(line.contains(&out_dir.join("fluent-bit.conf").display().to_string()), "{line}");
+    crate::fluent_bit_real::assert_dry_run_passes(&out_dir.join("fluent-bit.conf"));
     let conf = std::fs::read_to_string(out_dir.join("fluent-bit.conf")).unwrap();
     assert_eq!(output_value(&conf, "tls.vhost").as_deref(), Some("master.det.test"));
     until(&mut master, |e| matches!(e, Event::AgentStarted { .. })).await;
@@ -553,6 +566,7 @@ async fn run_keeps_the_fluent_bit_config_in_step_on_start_and_sighup() {
     signal(&child, "HUP").await;
     wait_for("wrote the Fluent Bit configuration").await;
     assert!(out_dir.join("fluent-bit.yaml").exists() && !out_dir.join("fluent-bit.conf").exists());
+    crate::fluent_bit_real::assert_dry_run_passes(&out_dir.join("fluent-bit.yaml"));
 
     // SIGHUP with one Fluent Bit cannot verify (an IP, no name) is refused as a whole:
     // the running configuration and the written files stay.

@@ -130,7 +130,7 @@ fn agent_yaml_nested_100000_deep_is_refused_at_the_depth_limit() {
     let path = dir.path().join("agent.yaml");
     let levels = 100_000;
     std::fs::write(&path, format!("master_host: {}{}\n", "[".repeat(levels), "]".repeat(levels))).unwrap();
-    let args = ConfigArgs { config: Some(path.clone()), ..ConfigArgs::default() };
+    let args = ConfigArgs { config: vec![path.clone()], ..ConfigArgs::default() };
     let err = args.load(&|_| None).unwrap_err();
     assert!(matches!(err, det_agent::ConfigError::TooNested { line: 1, column: 78, limit: 64, .. }), "{err}");
     assert_eq!(
@@ -309,7 +309,7 @@ proptest! {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("agent.yaml");
         std::fs::write(&path, &bytes).unwrap();
-        let args = ConfigArgs { config: Some(path.clone()), ..ConfigArgs::default() };
+        let args = ConfigArgs { config: vec![path.clone()], ..ConfigArgs::default() };
         if let Err(err) = args.load(&|_| None) {
             let file = path.display().to_string();
             let mut names: Vec<&str> = OPTIONS.to_vec();

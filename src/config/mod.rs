@@ -1,26 +1,41 @@
-//! The agent's configuration: raw sources (YAML file, environment, flags) layered in
-//! [`sources`], then checked into a [`Config`] whose types cannot express a contradiction
-//! (pinned *and* unverified, a client certificate without its key).
+//! The agent's configuration: raw sources (YAML file, environment, flags) layered and
+//! checked into a [`Config`] whose types cannot express a contradiction (pinned *and*
+//! unverified, a client certificate without its key).
+//!
+//! By job: `file.rs` reads agent.yaml into serde types; `names.rs` holds every option's
+//! key, flag and variable, and `args.rs` the flags ([`ConfigArgs`]); `resolve.rs` layers
+//! flag > environment > file > default; `parse.rs` checks values; `tls.rs` assembles the
+//! trust settings (their types are in `tls_types.rs`); `defaults.rs` holds every default.
 
-mod sources;
+mod args;
+mod defaults;
+mod file;
+mod ignored;
+mod listen;
+mod log;
+mod names;
+mod node;
+mod parse;
+mod read;
+mod resolve;
+mod tls;
+mod tls_types;
 
-use std::fmt;
 use std::net::IpAddr;
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::time::Duration;
 
-use rustls_pki_types::{CertificateDer, DnsName, PrivateKeyDer, ServerName};
+use rustls_pki_types::ServerName;
 
 pub use crate::host::{authority, Host, HostError};
-use crate::x509::KeyPin;
-
-pub use sources::{ConfigArgs, DEFAULT_CONFIG_PATH, MAX_CONFIG_SIZE, MAX_FLOW_BRACKETS};
-
-/// The master's TLS port when TLS is on (the master's own default).
-pub const DEFAULT_TLS_PORT: u16 = 8443;
-/// The master's port when TLS is off.
-pub const DEFAULT_PLAIN_PORT: u16 = 8080;
+pub use args::ConfigArgs;
+pub use defaults::*;
+pub use ignored::{warning as ignored_warning, IgnoredKey};
+pub use listen::{Listen, ListenError};
+pub use log::{LogConfig, LogLevel, LogLevelError};
+pub use node::{Hooks, TaskProxy, MAX_ARTIFICIAL_SLOTS};
+pub use read::{MAX_CONFIG_SIZE, MAX_FLOW_BRACKETS};
+pub use tls_types::{ClientIdentity, PinnedCerts, TlsConfig, Trust};
 
 /// A checked agent configuration.
 #[derive(Clone, Debug)]
@@ -49,26 +64,68 @@ pub struct Config {
     pub tls: Option<TlsConfig>,
     /// The Fluent Bit configuration det-agent writes (the `fluent` section).
     pub fluent: FluentConfig,
+    /// The metrics endpoint (the `metrics` section).
+    pub metrics: MetricsConfig,
+    /// The configuration files read, in order (later ones won key by key); empty when
+    /// none was.
+    pub files: Vec<PathBuf>,
+    /// Logging: `log.level`, `log.color`, `debug`.
+    pub log: LogConfig,
+    /// What device detection is asked for: `slot_type` (default auto), `visible_gpus`
+    /// (default `$ROCR_VISIBLE_DEVICES`, else `$CUDA_VISIBLE_DEVICES`, else every GPU, read
+    /// when the configuration is loaded), `artificial_slots` (default 0), and the agent
+    /// ID. Pass it to [`crate::devices::detect`] or [`crate::devices::detect_this_node`].
+    pub devices: crate::devices::DetectOptions,
+    /// `http_proxy`, `https_proxy`, `ftp_proxy`, `no_proxy`: given to tasks as
+    /// `HTTP_PROXY`, … (see [`TaskProxy::vars`]); never used for det-agent's own connection.
+    pub task_proxy: TaskProxy,
+    /// `hooks.on_connection_lost`: the command to run when the agent gives up on the master.
+    pub hooks: Hooks,
+    /// `state_file`: where `det-agent run` records the master's identity (cluster ID,
+    /// master ID) when the master accepts the agent, and where `det-agent task-env` reads
+    /// it. Default [`DEFAULT_STATE_FILE`], in the systemd unit's state directory.
+    pub state_file: PathBuf,
+    /// Options of Determined's agent that were set and are ignored, each once; warn with
+    /// [`Config::ignored_warning`].
+    pub ignored: Vec<IgnoredKey>,
 }
 
 impl Config {
     /// A configuration with every default, for the given master, TLS as given.
     pub fn new(master_host: Host, tls: Option<TlsConfig>) -> Self {
         let master_port = if tls.is_some() { DEFAULT_TLS_PORT } else { DEFAULT_PLAIN_PORT };
+        let agent_id = default_agent_id();
         Config {
             master_host,
             master_port,
-            agent_id: sources::default_agent_id(),
-            resource_pool: "default".to_owned(),
+            agent_id: agent_id.clone(),
+            resource_pool: DEFAULT_RESOURCE_POOL.to_owned(),
             container_master_host: None,
             container_master_port: None,
-            agent_reconnect_attempts: 0,
-            agent_reconnect_backoff: Duration::from_secs(5),
-            agent_reconnect_backoff_max: crate::backoff::DEFAULT_CAP,
+            agent_reconnect_attempts: DEFAULT_RECONNECT_ATTEMPTS,
+            agent_reconnect_backoff: DEFAULT_RECONNECT_BACKOFF,
+            agent_reconnect_backoff_max: DEFAULT_RECONNECT_BACKOFF_MAX,
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
             tls,
             fluent: FluentConfig::default(),
+            metrics: MetricsConfig::default(),
+            files: Vec::new(),
+            log: LogConfig::default(),
+            devices: crate::devices::DetectOptions {
+                artificial_slots: DEFAULT_ARTIFICIAL_SLOTS,
+                ..crate::devices::DetectOptions::new(DEFAULT_SLOT_TYPE, agent_id)
+            },
+            task_proxy: TaskProxy::default(),
+            hooks: Hooks::default(),
+            state_file: default_state_file().to_owned(),
+            ignored: Vec::new(),
         }
+    }
+
+    /// The one warning naming every ignored option of Determined's agent that was set,
+    /// and why it is ignored; `None` when there is none.
+    pub fn ignored_warning(&self) -> Option<String> {
+        ignored::warning(&self.ignored)
     }
 
     /// The trust mode's short name (`ca`, `pinned`, `skip-verify`, `key-pin`), or `plain`
@@ -85,6 +142,14 @@ impl Config {
             None => self.master_host.server_name(),
         }
     }
+}
+
+/// The `metrics` section.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct MetricsConfig {
+    /// `metrics.listen`: where `det-agent run` serves `/metrics` (Prometheus/OpenMetrics)
+    /// and `/healthz`. `None` (the default): metrics off, nothing listens.
+    pub listen: Option<Listen>,
 }
 
 /// The `fluent` section: where `det-agent run` keeps a Fluent Bit configuration that
@@ -114,6 +179,14 @@ pub enum FluentFormat {
 }
 
 impl FluentFormat {
+    /// The name in agent.yaml: `classic` or `yaml`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FluentFormat::Classic => "classic",
+            FluentFormat::Yaml => "yaml",
+        }
+    }
+
     /// The file name this format is written to.
     pub fn file_name(self) -> &'static str {
         match self {
@@ -123,193 +196,42 @@ impl FluentFormat {
     }
 }
 
-impl std::str::FromStr for FluentFormat {
-    type Err = String;
+/// A `fluent.format` that is neither `classic` nor `yaml`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("expected classic or yaml")]
+pub struct FluentFormatError;
 
-    fn from_str(s: &str) -> Result<Self, String> {
+impl std::str::FromStr for FluentFormat {
+    type Err = FluentFormatError;
+
+    fn from_str(s: &str) -> Result<Self, FluentFormatError> {
         match s.to_ascii_lowercase().as_str() {
             "classic" => Ok(FluentFormat::Classic),
             "yaml" => Ok(FluentFormat::Yaml),
-            _ => Err("expected classic or yaml".to_owned()),
+            _ => Err(FluentFormatError),
         }
     }
 }
-
-/// The largest message accepted from the master by default: the master's own limit
-/// (Determined's master/pkg/ws/ws.go `maxMessageSize`, 128 MiB).
-pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 128 << 20;
-
-/// Fluent Bit's own default for the `forward` input.
-pub const DEFAULT_FLUENT_PORT: u16 = 24224;
 
 impl Default for FluentConfig {
     fn default() -> Self {
         FluentConfig {
             config_dir: None,
-            format: FluentFormat::Classic,
-            listen: IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
+            format: DEFAULT_FLUENT_FORMAT,
+            listen: DEFAULT_FLUENT_LISTEN,
             port: DEFAULT_FLUENT_PORT,
-            flush_secs: 1,
+            flush_secs: DEFAULT_FLUENT_FLUSH_SECS,
         }
-    }
-}
-
-/// How the agent trusts the master, with the files it needs already loaded.
-#[derive(Clone, Debug)]
-pub struct TlsConfig {
-    /// Which certificates may vouch for the master.
-    pub trust: Trust,
-    /// Name to verify and send as SNI instead of the dialed host.
-    pub master_cert_name: Option<DnsName<'static>>,
-    /// Client certificate and key for mutual TLS.
-    pub client_identity: Option<ClientIdentity>,
-    /// `master_key_pins`: when not empty, a certificate with one of these keys must be on
-    /// the path the verifier relies on, in addition to the trust mode's checks. Under
-    /// skip_verify they are what authenticates the master.
-    pub master_key_pins: Vec<KeyPin>,
-}
-
-impl TlsConfig {
-    /// TLS with the given trust, no name override, no client certificate, no key pins.
-    pub fn new(trust: Trust) -> Self {
-        TlsConfig { trust, master_cert_name: None, client_identity: None, master_key_pins: Vec::new() }
-    }
-
-    /// The trust mode's short name, `key-pin` for skip_verify with pins.
-    pub fn mode_name(&self) -> &'static str {
-        match (&self.trust, self.master_key_pins.is_empty()) {
-            (Trust::SkipVerify, false) => "key-pin",
-            (trust, _) => trust.mode_name(),
-        }
-    }
-}
-
-/// The trust mode and the key pins, in words.
-impl fmt::Display for TlsConfig {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let pins: Vec<String> = self.master_key_pins.iter().map(KeyPin::to_string).collect();
-        match (&self.trust, pins.is_empty()) {
-            (trust, true) => trust.fmt(f),
-            (Trust::SkipVerify, false) => write!(
-                f,
-                "key-pin mode (skip_verify with master_key_pins: the pinned key authenticates the master; no name check): {}",
-                pins.join(", ")
-            ),
-            (trust, false) => write!(f, "{trust}, with master_key_pins {}", pins.join(", ")),
-        }
-    }
-}
-
-/// The trust mode. Exactly one applies; the type makes "pinned and unverified" impossible.
-#[derive(Clone, Debug)]
-pub enum Trust {
-    /// The master's chain must lead to a public CA (Mozilla's list) or a CA in the
-    /// host's trust store.
-    PublicRoots,
-    /// The certificates of `master_cert` are the only anchors.
-    Pinned(PinnedCerts),
-    /// Encrypted but unauthenticated: no chain or name check. Handshake signatures are
-    /// still verified.
-    SkipVerify,
-}
-
-impl Trust {
-    /// A short name for tables and logs: `ca`, `pinned` or `skip-verify`.
-    pub fn mode_name(&self) -> &'static str {
-        match self {
-            Trust::PublicRoots => "ca",
-            Trust::Pinned(_) => "pinned",
-            Trust::SkipVerify => "skip-verify",
-        }
-    }
-}
-
-impl fmt::Display for Trust {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Trust::PublicRoots => f.write_str("CA mode (public roots and the host's trust store)"),
-            Trust::Pinned(p) => p.fmt(f),
-            Trust::SkipVerify => f.write_str("skip_verify mode (master identity NOT verified)"),
-        }
-    }
-}
-
-/// The certificates from `security.tls.master_cert`, and the file they came from.
-#[derive(Clone, Debug)]
-pub struct PinnedCerts {
-    /// The file, for messages.
-    pub path: PathBuf,
-    /// Its certificates, in file order; never empty.
-    pub certs: Vec<CertificateDer<'static>>,
-    /// Set when the certificates were trusted on first use (`det-agent trust`): the
-    /// entry's URL in the shared store, and `path` is the store file.
-    pub store_entry: Option<String>,
-}
-
-impl fmt::Display for PinnedCerts {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let n = self.certs.len();
-        let s = if n == 1 { "" } else { "s" };
-        match &self.store_entry {
-            Some(url) => {
-                write!(f, "trusted-on-first-use mode ({n} certificate{s} stored for {url} in {})", self.path.display())
-            }
-            None => write!(f, "pinned mode ({n} certificate{s} from {})", self.path.display()),
-        }
-    }
-}
-
-/// A client certificate chain and its private key, checked to belong together.
-#[derive(Clone)]
-pub struct ClientIdentity {
-    /// The certificate file.
-    pub cert_path: PathBuf,
-    /// The key file.
-    pub key_path: PathBuf,
-    /// The chain, leaf first.
-    pub chain: Vec<CertificateDer<'static>>,
-    key: Arc<PrivateKeyDer<'static>>,
-}
-
-impl ClientIdentity {
-    /// Pairs a chain with its key. Callers outside config should go through
-    /// [`ClientIdentity::load`], which checks that they match.
-    pub(crate) fn new(
-        cert_path: PathBuf,
-        key_path: PathBuf,
-        chain: Vec<CertificateDer<'static>>,
-        key: PrivateKeyDer<'static>,
-    ) -> Self {
-        ClientIdentity { cert_path, key_path, chain, key: Arc::new(key) }
-    }
-
-    /// Loads and checks a client certificate and key.
-    ///
-    /// # Errors
-    /// Either file cannot be used, or the key does not belong to the certificate.
-    pub fn load(cert_path: &std::path::Path, key_path: &std::path::Path) -> Result<Self, crate::error::ConfigError> {
-        sources::load_client_identity(cert_path, key_path, crate::error::Origin::Api, crate::error::Origin::Api)
-    }
-
-    /// A copy of the private key.
-    pub fn key(&self) -> PrivateKeyDer<'static> {
-        self.key.clone_key()
-    }
-}
-
-impl fmt::Debug for ClientIdentity {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ClientIdentity")
-            .field("cert_path", &self.cert_path)
-            .field("key_path", &self.key_path)
-            .field("chain_len", &self.chain.len())
-            .finish_non_exhaustive()
     }
 }
 
 #[cfg(test)]
-mod tests {
+mod tests;
+
+#[cfg(test)]
+mod unit {
     use super::*;
+    use rustls_pki_types::DnsName;
 
     #[test]
     fn name_override_wins_over_dialed_ip() {

@@ -25,7 +25,7 @@ use tokio::time::timeout;
 
 use crate::config::{Config, Host};
 use crate::text::seconds;
-use crate::tls::{HandshakeError, TlsClient};
+use crate::tls::{HandshakeError, ReliedOn, TlsClient};
 use crate::x509::Fingerprint;
 
 pub use error::{DialError, DialFailure};
@@ -99,6 +99,12 @@ pub struct TlsInfo {
     /// The chain the master presented, leaf first (for a resumed session, the chain
     /// presented when it was made).
     pub chain: Vec<CertificateDer<'static>>,
+    /// The certificates the verifier relied on to accept the master (the leaf, the
+    /// validated path's intermediates and its anchor; see
+    /// [`Verified::relied_on`](crate::tls::Verified::relied_on)); for a resumed session,
+    /// what the client's last full handshake relied on. Their expiry is what
+    /// the expiry module (`det_agent::expiry`) watches.
+    pub relied_on: Vec<ReliedOn>,
 }
 
 /// One address tried, and what happened there.
@@ -242,10 +248,10 @@ impl Dialer {
                 let peer = Peer { address, proxy: proxy.map(ToString::to_string), tls: None };
                 return Ok(Connection { stream: Stream::Plain(tcp), peer, attempts });
             };
-            match timeout(self.timeouts.handshake, client.connect(name.clone(), tcp)).await {
-                Ok(Ok(tls)) => {
+            match timeout(self.timeouts.handshake, client.handshake(name.clone(), tcp)).await {
+                Ok(Ok((tls, relied_on))) => {
                     attempts.push(Attempt { address, outcome: Outcome::Connected });
-                    let info = tls_info(&tls, name);
+                    let info = tls_info(&tls, name, relied_on);
                     let peer = Peer { address, proxy: proxy.map(ToString::to_string), tls: Some(info) };
                     return Ok(Connection { stream: Stream::Tls(Box::new(tls)), peer, attempts });
                 }
@@ -275,7 +281,11 @@ impl Dialer {
     }
 }
 
-fn tls_info(tls: &tokio_rustls::client::TlsStream<TcpStream>, name: &ServerName<'static>) -> TlsInfo {
+fn tls_info(
+    tls: &tokio_rustls::client::TlsStream<TcpStream>,
+    name: &ServerName<'static>,
+    relied_on: Vec<ReliedOn>,
+) -> TlsInfo {
     let (_, conn) = tls.get_ref();
     let chain: Vec<CertificateDer<'static>> =
         conn.peer_certificates().unwrap_or_default().iter().map(|c| c.clone().into_owned()).collect();
@@ -287,6 +297,7 @@ fn tls_info(tls: &tokio_rustls::client::TlsStream<TcpStream>, name: &ServerName<
         sni_sent: matches!(name, ServerName::DnsName(_)),
         resumed: conn.handshake_kind() == Some(rustls::HandshakeKind::Resumed),
         chain,
+        relied_on,
     }
 }
 

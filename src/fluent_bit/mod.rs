@@ -3,12 +3,15 @@
 //!
 //! [`Pipeline::build`] turns a [`Config`] into a checked model: a `forward` input for
 //! tasks and an `http` output to the master's `/task-logs`, with the TLS options of the
-//! agent's trust mode. It is pure: the master certificate it checks names against comes
-//! from the config (pinned mode) or from the caller ([`io::probe`]). [`Pipeline::render`]
-//! writes either format and parses its own output back before returning it, so a value
-//! that slipped past [`Value`] would be an error, not a config. [`io`] writes the files.
+//! agent's trust mode. It reads no files: the master certificate it checks names against
+//! comes from the config (pinned mode) or from the caller ([`io::probe`]), and CA mode's
+//! host store from `SSL_CERT_FILE` / `SSL_CERT_DIR` ([`HostStore`];
+//! [`Pipeline::build_with`] takes it explicitly). [`Pipeline::render`] writes either
+//! format and parses its own output back before returning it, so a value that slipped
+//! past [`Value`] would be an error, not a config. [`io`] writes the files.
 
 mod classic;
+mod host_store;
 pub mod io;
 mod name;
 mod value;
@@ -21,6 +24,7 @@ use std::path::{Path, PathBuf};
 use rustls_pki_types::CertificateDer;
 
 pub use classic::{parse as parse_classic, Parsed as ParsedClassic};
+pub use host_store::HostStore;
 pub use name::{matches as name_matches, Checked, Evidence, Verification};
 pub use value::Value;
 pub use yaml::parse as parse_yaml;
@@ -78,11 +82,27 @@ pub struct Pipeline {
 impl Pipeline {
     /// Builds the configuration for `config`. `presented` is the master's certificate as
     /// fetched over TLS ([`io::probe`]); in pinned mode the leaf in `master_cert`, if it
-    /// holds one, is used when `presented` is `None`.
+    /// holds one, is used when `presented` is `None`. CA mode trusts the host store this
+    /// process's environment chooses, as det-agent's own CA mode does
+    /// ([`HostStore::from_env`]).
     ///
     /// # Errors
     /// The name rule fails (see [`FluentError`]), or a value cannot be written safely.
     pub fn build(config: &Config, ca_file: CaFile<'_>, presented: Option<Evidence>) -> Result<Pipeline, FluentError> {
+        Pipeline::build_with(config, ca_file, presented, &HostStore::from_env())
+    }
+
+    /// [`Pipeline::build`] with CA mode's host store given rather than read from the
+    /// environment.
+    ///
+    /// # Errors
+    /// As [`Pipeline::build`].
+    pub fn build_with(
+        config: &Config,
+        ca_file: CaFile<'_>,
+        presented: Option<Evidence>,
+        store: &HostStore,
+    ) -> Result<Pipeline, FluentError> {
         let (host, host_option) = match &config.container_master_host {
             Some(host) => (host, "container_master_host"),
             None => (&config.master_host, "master_host"),
@@ -144,7 +164,7 @@ impl Pipeline {
                             if tls.master_cert_name.is_some() { "security.tls.master_cert_name" } else { host_option };
                         out.push(("tls.vhost", checked(option, name)?));
                         comments.push(format!(
-                            "Fluent Bit verifies the master as {name}: a DNS name, as Fluent Bit cannot verify an IP address."
+                            "Fluent Bit verifies the master as {name}: a DNS name, as Fluent Bit before 5.0.6 cannot verify an IP address."
                         ));
                         comments.push(match how {
                             Checked::InCertificate(source) => format!("{name} was found in {source}."),
@@ -186,9 +206,7 @@ impl Pipeline {
                             ca_copy = Some(pinned.certs.clone());
                         }
                     }
-                    Trust::PublicRoots => {
-                        comments.push("Trusted: the system's CA store, as Fluent Bit's OpenSSL finds it.".to_owned());
-                    }
+                    Trust::PublicRoots => host_store_options(store, &mut out, &mut comments, &mut warnings)?,
                     Trust::SkipVerify => {}
                 }
                 if !tls.master_key_pins.is_empty() {
@@ -265,6 +283,56 @@ impl Pipeline {
     }
 }
 
+/// CA mode: the host store det-agent uses, given to Fluent Bit, whose OpenSSL ignores
+/// `SSL_CERT_FILE` and `SSL_CERT_DIR` (see [`HostStore`]). Fluent Bit takes a CA file or
+/// CA folders, not both (`tls.ca_path` wins), so with both variables set it gets the file
+/// and a warning: it then trusts less than det-agent, never more.
+fn host_store_options(
+    store: &HostStore,
+    out: &mut Vec<(&'static str, Value)>,
+    comments: &mut Vec<String>,
+    warnings: &mut Vec<String>,
+) -> Result<(), FluentError> {
+    use host_store::{CERT_DIR_VAR, CERT_FILE_VAR};
+    let dirs = || -> Result<String, FluentError> {
+        let mut joined = Vec::new();
+        for dir in &store.dirs {
+            joined.push(utf8(CERT_DIR_VAR, &absolute(dir))?.to_owned());
+        }
+        Ok(joined.join(":"))
+    };
+    match &store.file {
+        None if store.dirs.is_empty() => comments
+            .push("Trusted: the system's CA store, as Fluent Bit's OpenSSL reads it (/etc/ssl/certs/).".to_owned()),
+        None => {
+            let dirs = dirs()?;
+            out.push(("tls.ca_path", checked(CERT_DIR_VAR, &dirs)?));
+            comments.push(format!(
+                "Trusted: the CA certificates in {dirs} ({CERT_DIR_VAR}, which det-agent reads in CA mode and Fluent Bit ignores)."
+            ));
+            comments.push(
+                "Fluent Bit's OpenSSL finds a certificate in tls.ca_path only by its hashed name: run `openssl rehash` on the folder after changing it."
+                    .to_owned(),
+            );
+        }
+        Some(file) => {
+            let file = absolute(file);
+            out.push(("tls.ca_file", checked_path(CERT_FILE_VAR, &file)?));
+            comments.push(format!(
+                "Trusted: the CA certificates in {} ({CERT_FILE_VAR}, which det-agent reads in CA mode and Fluent Bit ignores).",
+                file.display()
+            ));
+            if !store.dirs.is_empty() {
+                warnings.push(format!(
+                    "{CERT_FILE_VAR} and {CERT_DIR_VAR} are both set; Fluent Bit takes one CA file or CA folders, not both, so it is given {CERT_FILE_VAR} and will not trust the certificates in {CERT_DIR_VAR} ({}) that det-agent trusts. To give it all of them, put them in the one file.",
+                    dirs()?
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The master's own certificate from a pinned file: its first certificate that is not
 /// a CA. A file holding only CA certificates has none, and the name is then checked for
 /// form only (or against [`io::probe`]).
@@ -291,14 +359,15 @@ fn checked(option: &str, text: &str) -> Result<Value, FluentError> {
 }
 
 fn checked_path(option: &str, path: &Path) -> Result<Value, FluentError> {
-    match path.to_str() {
-        Some(text) => checked(option, text),
-        None => Err(FluentError::Unsafe {
-            option: option.to_owned(),
-            value: path.display().to_string(),
-            reason: "it is not valid UTF-8",
-        }),
-    }
+    checked(option, utf8(option, path)?)
+}
+
+fn utf8<'p>(option: &str, path: &'p Path) -> Result<&'p str, FluentError> {
+    path.to_str().ok_or_else(|| FluentError::Unsafe {
+        option: option.to_owned(),
+        value: path.display().to_string(),
+        reason: "it is not valid UTF-8",
+    })
 }
 
 /// `text` with every control character and line break replaced by `?`.

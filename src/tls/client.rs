@@ -6,23 +6,28 @@
 //! client. When the verifier refuses, rustls sends the master the TLS alert that matches
 //! the cause, and the verifier's explained [`Rejection`] is kept for the caller of that
 //! handshake in a task-local slot (rustls resumes a session only with the very verifier
-//! that made it, so the verifier cannot be replaced per connection).
+//! that made it, so the verifier cannot be replaced per connection). An acceptance
+//! reaches the caller the same way, as the certificates the verifier relied on; a
+//! resumed session, which the verifier does not see, relies on what the client's last
+//! full handshake relied on.
 
 use std::cell::RefCell;
 use std::fmt;
 use std::io;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use rustls::crypto::CryptoProvider;
+use rustls::time_provider::TimeProvider;
 use rustls::version::{TLS12, TLS13};
 use rustls::{AlertDescription, ClientConfig};
-use rustls_pki_types::ServerName;
+use rustls_pki_types::{ServerName, UnixTime};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
 use super::rejection::Rejection;
-use super::verifier::{MasterVerifier, NameSource, Recording, REJECTION};
+use super::relied::ReliedOn;
+use super::verifier::{MasterVerifier, NameSource, Recording, REJECTION, RELIED_ON};
 use crate::config::{ClientIdentity, TlsConfig};
 
 /// The client configuration could not be built.
@@ -42,6 +47,8 @@ pub struct TlsClient {
     config: Arc<ClientConfig>,
     verifier: Arc<MasterVerifier>,
     client_cert: bool,
+    /// What the last full handshake relied on, for the sessions resumed from it.
+    last_relied_on: Arc<Mutex<Vec<ReliedOn>>>,
 }
 
 impl TlsClient {
@@ -79,7 +86,29 @@ impl TlsClient {
             Some(id) => builder.with_client_auth_cert(id.chain.clone(), id.key()).map_err(err)?,
             None => builder.with_no_client_auth(),
         };
-        Ok(TlsClient { config: Arc::new(config), verifier, client_cert: identity.is_some() })
+        Ok(TlsClient {
+            config: Arc::new(config),
+            verifier,
+            client_cert: identity.is_some(),
+            last_relied_on: Arc::default(),
+        })
+    }
+
+    /// The same client with its clock replaced: every certificate's validity, and the
+    /// expiry warnings computed from [`now`](Self::now), are judged at the time `time`
+    /// gives. For tests and simulations (a certificate's last days, a renewal) only; the
+    /// agent always uses the system clock.
+    pub fn with_time(mut self, time: Arc<dyn TimeProvider>) -> TlsClient {
+        let mut config = (*self.config).clone();
+        config.time_provider = time;
+        self.config = Arc::new(config);
+        self
+    }
+
+    /// The time this client verifies certificates at: the system clock, unless replaced
+    /// by [`with_time`](Self::with_time). `None` when the clock cannot be read.
+    pub fn now(&self) -> Option<UnixTime> {
+        self.config.time_provider.current_time()
     }
 
     /// The same client with session resumption off, so every handshake is a full one
@@ -104,15 +133,47 @@ impl TlsClient {
     where
         IO: AsyncRead + AsyncWrite + Unpin,
     {
+        self.handshake(name, io).await.map(|(stream, _)| stream)
+    }
+
+    /// Like [`connect`](Self::connect), and also says which certificates the agent
+    /// relies on for this connection (see [`super::Verified::relied_on`]). A resumed
+    /// session was verified by an earlier full handshake of this client (or a clone):
+    /// it relies on what the most recent full handshake relied on.
+    ///
+    /// # Errors
+    /// As [`connect`](Self::connect).
+    pub async fn handshake<IO>(
+        &self,
+        name: ServerName<'static>,
+        io: IO,
+    ) -> Result<(TlsStream<IO>, Vec<ReliedOn>), HandshakeError>
+    where
+        IO: AsyncRead + AsyncWrite + Unpin,
+    {
         let connector = TlsConnector::from(self.config.clone());
         let handshake = async {
             let outcome = connector.connect(name, io).await;
-            (outcome, REJECTION.with(|slot| slot.borrow_mut().take()))
+            let rejection = REJECTION.with(|slot| slot.borrow_mut().take());
+            let relied_on = RELIED_ON.with(|slot| slot.borrow_mut().take());
+            (outcome, rejection, relied_on)
         };
+        let handshake = RELIED_ON.scope(RefCell::new(None), handshake);
         match REJECTION.scope(RefCell::new(None), handshake).await {
-            (Ok(stream), _) => Ok(stream),
-            (Err(_), Some(rejection)) => Err(HandshakeError::Rejected(rejection)),
-            (Err(error), None) => Err(HandshakeError::from_io(error, self.client_cert)),
+            (Ok(stream), _, relied_on) => {
+                let mut last = self.last_relied_on.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+                let resumed = stream.get_ref().1.handshake_kind() == Some(rustls::HandshakeKind::Resumed);
+                let relied_on = match relied_on {
+                    Some(fresh) if !resumed => {
+                        last.clone_from(&fresh);
+                        fresh
+                    }
+                    _ => last.clone(),
+                };
+                Ok((stream, relied_on))
+            }
+            (Err(_), Some(rejection), _) => Err(HandshakeError::Rejected(rejection)),
+            (Err(error), None, _) => Err(HandshakeError::from_io(error, self.client_cert)),
         }
     }
 }

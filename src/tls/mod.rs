@@ -8,11 +8,14 @@ mod anchors;
 mod client;
 mod path;
 mod rejection;
+mod relied;
 mod verifier;
 
 pub use anchors::{AnchorLimits, AnchorProblem, AnchorProblemKind, AnchorSource, Anchors};
 pub use client::{HandshakeError, TlsClient, TlsSetupError};
 pub use rejection::{Rejection, RejectionKind};
+pub use relied::{issued_under, CertSource, ReliedOn, Role};
+pub use rustls::time_provider::TimeProvider;
 pub use verifier::{MasterVerifier, NameSource, Verified};
 
 pub use crate::crypto::provider;

@@ -11,6 +11,7 @@ use rustls::CertificateError;
 use webpki::VerifiedPath;
 
 use super::anchors::{AnchorProblem, Anchors};
+use super::relied::{self, ReliedOn};
 use crate::x509::KeyPin;
 
 /// Why no path was accepted.
@@ -25,10 +26,12 @@ pub(super) enum PathError {
 }
 
 /// A path that passed: the validity window of its anchor, when the anchor's
-/// certificate is known (a remembered chain must not outlive its anchor).
+/// certificate is known (a remembered chain must not outlive its anchor), and the
+/// certificates of the path, which the caller relies on.
 #[derive(Debug)]
 pub(super) struct Accepted {
     pub anchor_window: Option<(i64, i64)>,
+    pub relied_on: Vec<ReliedOn>,
 }
 
 /// Finds a path from `end_entity` through `intermediates` to one of `anchors` that is
@@ -70,7 +73,7 @@ pub(super) fn validate(
     match outcome {
         Ok(path) => {
             let anchor_window = anchors.limits_for(&path).map(|l| (l.not_before.0, l.not_after.0));
-            Ok(Accepted { anchor_window })
+            Ok(Accepted { anchor_window, relied_on: relied::of_path(&path, anchors) })
         }
         // A valid path exists: only the pins are missing, whatever else failed elsewhere.
         Err(_) if valid_but_unpinned.get() => Err(PathError::KeyPins),

@@ -31,6 +31,7 @@ use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
 use super::anchors::{AnchorSource, Anchors};
 use super::path::{self, PathError};
 use super::rejection::{Cause, Pinned, Rejection, Trusted};
+use super::relied::{CertSource, ReliedOn, Role};
 use crate::config::{PinnedCerts, Trust};
 use crate::x509::{CertSummary, Fingerprint, KeyPin};
 
@@ -44,9 +45,26 @@ pub enum NameSource {
 }
 
 /// The verifier's acceptance of a certificate. Only [`MasterVerifier::verify`] makes one,
-/// after every check has passed.
+/// after every check has passed. It carries the certificates the acceptance rests on.
 #[derive(Debug)]
-pub struct Verified(());
+pub struct Verified {
+    relied_on: Vec<ReliedOn>,
+}
+
+impl Verified {
+    /// The certificates the verifier relied on: the leaf, the intermediates of the
+    /// validated path and its anchor; the pinned certificate alone for an exact match;
+    /// the leaf (dates unchecked) or the path to a presented pinned CA under key-pin
+    /// mode; nothing under bare skip_verify.
+    pub fn relied_on(&self) -> &[ReliedOn] {
+        &self.relied_on
+    }
+
+    /// The same, owned.
+    pub fn into_relied_on(self) -> Vec<ReliedOn> {
+        self.relied_on
+    }
+}
 
 /// Verifies the master's certificate as the operator configured.
 #[derive(Debug)]
@@ -77,6 +95,7 @@ struct VerifiedChain {
     key: [u8; 32],
     not_before: i64,
     not_after: i64,
+    relied_on: Vec<ReliedOn>,
 }
 
 #[derive(Debug)]
@@ -96,6 +115,8 @@ enum Anchoring {
 struct ExactCert {
     der: CertificateDer<'static>,
     summary: CertSummary,
+    /// What an exact match relies on: this certificate, from the file or the store.
+    relied_on: ReliedOn,
 }
 
 impl MasterVerifier {
@@ -145,7 +166,12 @@ impl MasterVerifier {
                 // A certificate webpki cannot use as an anchor is still matched exactly.
                 roots.add(der, AnchorSource::File(pinned.path.clone()));
             }
-            exact.push(ExactCert { der: der.clone(), summary });
+            let source = match &pinned.store_entry {
+                Some(url) => CertSource::TrustStore { path: pinned.path.clone(), url: url.clone() },
+                None => CertSource::File(pinned.path.clone()),
+            };
+            let relied_on = ReliedOn::from_summary(Role::Master, &summary, source);
+            exact.push(ExactCert { der: der.clone(), summary, relied_on });
         }
         let anchoring = Anchoring::Pinned {
             path: pinned.path.clone(),
@@ -225,7 +251,7 @@ impl MasterVerifier {
                     // An exact match relies on no path, so only the leaf's key may match a pin.
                     Some(pin) => self.verify_exact(pin, server_name, now).and_then(|()| {
                         match self.pins.is_empty() || self.pins.contains(&pin.summary.key_pin) {
-                            true => Ok(()),
+                            true => Ok(vec![pin.relied_on.clone()]),
                             false => Err(Cause::KeyPins),
                         }
                     }),
@@ -235,7 +261,7 @@ impl MasterVerifier {
             Anchoring::Unverified => self.verify_unverified(end_entity, intermediates, server_name, now),
         };
         match outcome {
-            Ok(()) => Ok(Verified(())),
+            Ok(relied_on) => Ok(Verified { relied_on }),
             Err(cause) => Err(Box::new(self.reject(cause, end_entity, intermediates, server_name, now))),
         }
     }
@@ -247,12 +273,14 @@ impl MasterVerifier {
         intermediates: &[CertificateDer<'_>],
         server_name: &ServerName<'_>,
         now: UnixTime,
-    ) -> Result<(), Cause> {
+    ) -> Result<Vec<ReliedOn>, Cause> {
         let key = self.remember.then(|| chain_key(end_entity, intermediates, server_name));
         let time = now.as_secs() as i64;
         let memo = self.last_chain.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if memo.as_ref().is_some_and(|m| Some(m.key) == key && (m.not_before..=m.not_after).contains(&time)) {
-            return Ok(());
+        if let Some(m) = memo.as_ref() {
+            if Some(m.key) == key && (m.not_before..=m.not_after).contains(&time) {
+                return Ok(m.relied_on.clone());
+            }
         }
         drop(memo);
         let algorithms = self.provider.signature_verification_algorithms.all;
@@ -260,7 +288,7 @@ impl MasterVerifier {
             path::validate(anchors, &self.pins, end_entity, intermediates, now, algorithms).map_err(Cause::from)?;
         let cert = ParsedCertificate::try_from(end_entity).map_err(Cause::from_rustls)?;
         verify_server_name(&cert, server_name).map_err(Cause::from_rustls)?;
-        let Some(key) = key else { return Ok(()) };
+        let Some(key) = key else { return Ok(accepted.relied_on) };
         let windows: Option<Vec<(i64, i64)>> = std::iter::once(end_entity)
             .chain(intermediates)
             .map(|c| crate::x509::validity_window(c))
@@ -270,9 +298,9 @@ impl MasterVerifier {
             let not_before = windows.iter().map(|w| w.0).max().unwrap_or(i64::MAX);
             let not_after = windows.iter().map(|w| w.1).min().unwrap_or(i64::MIN);
             *self.last_chain.lock().unwrap_or_else(|poisoned| poisoned.into_inner()) =
-                Some(VerifiedChain { key, not_before, not_after });
+                Some(VerifiedChain { key, not_before, not_after, relied_on: accepted.relied_on.clone() });
         }
-        Ok(())
+        Ok(accepted.relied_on)
     }
 
     /// Whether the key of `der` is pinned.
@@ -291,7 +319,7 @@ impl MasterVerifier {
         intermediates: &[CertificateDer<'_>],
         server_name: &ServerName<'_>,
         now: UnixTime,
-    ) -> Result<(), Cause> {
+    ) -> Result<Vec<ReliedOn>, Cause> {
         // Nothing about the certificate is trusted, but it must parse: its public key is
         // what the handshake signature is verified against.
         ParsedCertificate::try_from(end_entity).map_err(Cause::from_rustls)?;
@@ -301,10 +329,12 @@ impl MasterVerifier {
                 name = %crate::text::escape(&server_name.to_str()),
                 "master identity NOT verified (security.tls.skip_verify): the connection is encrypted, but anyone could be at the other end; pin this certificate with security.tls.master_cert, or its key with security.tls.master_key_pins"
             );
-            return Ok(());
+            return Ok(Vec::new());
         }
         if self.key_is_pinned(end_entity) {
-            return Ok(());
+            // The key authenticates the master; the certificate's dates are not checked.
+            let leaf = ReliedOn::from_der(Role::Master, end_entity, CertSource::Presented);
+            return Ok(leaf.into_iter().map(|l| ReliedOn { dates_checked: false, ..l }).collect());
         }
         let mut anchors = Anchors::empty();
         for ca in intermediates.iter().filter(|c| self.key_is_pinned(c)) {
@@ -316,7 +346,7 @@ impl MasterVerifier {
         }
         let algorithms = self.provider.signature_verification_algorithms.all;
         match path::validate(&anchors, &[], end_entity, intermediates, now, algorithms) {
-            Ok(_) => Ok(()),
+            Ok(accepted) => Ok(accepted.relied_on),
             // The pinned CA did not issue this leaf: the pins are what failed.
             Err(PathError::Pki(CertificateError::UnknownIssuer)) => Err(Cause::KeyPins),
             Err(other) => Err(Cause::from(other)),
@@ -390,7 +420,7 @@ impl ServerCertVerifier for MasterVerifier {
         now: UnixTime,
     ) -> Result<ServerCertVerified, Error> {
         match self.verify(end_entity, intermediates, server_name, now) {
-            Ok(Verified(())) => Ok(ServerCertVerified::assertion()),
+            Ok(_) => Ok(ServerCertVerified::assertion()),
             Err(rejection) => Err(Error::InvalidCertificate(rejection.certificate_error())),
         }
     }
@@ -421,12 +451,15 @@ impl ServerCertVerifier for MasterVerifier {
 tokio::task_local! {
     /// Where [`Recording`] leaves a refusal for the handshake running in this task.
     pub(super) static REJECTION: std::cell::RefCell<Option<Box<Rejection>>>;
+    /// Where [`Recording`] leaves what an acceptance relied on, likewise.
+    pub(super) static RELIED_ON: std::cell::RefCell<Option<Vec<ReliedOn>>>;
 }
 
 /// The [`MasterVerifier`] as [`super::TlsClient`] hands it to rustls: the decision is
 /// the verifier's; a refusal goes to rustls as the error that sends the matching alert
 /// (so the master's log says why: unknown_ca, certificate_expired, bad_certificate, …),
-/// and the full [`Rejection`] goes to the handshake's caller through [`REJECTION`].
+/// and the full [`Rejection`] goes to the handshake's caller through [`REJECTION`]. An
+/// acceptance leaves the certificates it relied on in [`RELIED_ON`].
 #[derive(Debug)]
 pub(super) struct Recording(pub Arc<MasterVerifier>);
 
@@ -440,7 +473,11 @@ impl ServerCertVerifier for Recording {
         now: UnixTime,
     ) -> Result<ServerCertVerified, Error> {
         match self.0.verify(end_entity, intermediates, server_name, now) {
-            Ok(Verified(())) => Ok(ServerCertVerified::assertion()),
+            Ok(verified) => {
+                // Outside a TlsClient handshake nobody asked what was relied on.
+                let _ = RELIED_ON.try_with(|slot| *slot.borrow_mut() = Some(verified.into_relied_on()));
+                Ok(ServerCertVerified::assertion())
+            }
             Err(rejection) => {
                 let error = rejection.certificate_error();
                 // Outside a TlsClient handshake nobody asked for the explanation.
@@ -526,6 +563,15 @@ mod tests {
         assert!(verify(&v, &chain, "master.det.test", in_2027).is_ok());
         assert!(v.last_chain.lock().unwrap().is_some(), "a validated chain is remembered");
         assert!(verify(&v, &chain, "master.det.test", in_2027).is_ok());
+        // A remembered chain relies on what its full validation relied on.
+        let relied = |v: &MasterVerifier| {
+            let name = ServerName::try_from("master.det.test").unwrap();
+            let now = UnixTime::since_unix_epoch(Duration::from_secs(in_2027));
+            v.verify(&chain[0], &chain[1..], &name, now).unwrap().into_relied_on()
+        };
+        let fresh = MasterVerifier::pinned(&pinned, crate::tls::provider()).remembering(false);
+        assert_eq!(relied(&v), relied(&fresh));
+        assert_eq!(relied(&v).len(), 3, "leaf, intermediate, root");
         let expired = verify(&v, &chain, "master.det.test", in_2128).unwrap_err();
         assert!(expired.to_string().contains("expired"), "{expired}");
         assert!(verify(&v, &chain, "other.det.test", in_2027).is_err(), "the name is part of the key");
