@@ -8,7 +8,7 @@ use tracing::{error, info, warn};
 
 use crate::backoff::Failure;
 use crate::dial::Peer;
-use crate::link::{Ended, LinkError, SaidIn, Target};
+use crate::link::{Ended, LinkError, MasterSetAgentOptions, SaidIn, Target};
 
 use super::{LoadError, Stop};
 
@@ -49,6 +49,8 @@ pub enum Event<'a> {
         peer: &'a Peer,
         /// The target.
         target: &'a Target,
+        /// What the master sent first (its `MasterInfo`: cluster and master IDs, version).
+        options: &'a MasterSetAgentOptions,
         /// Whether it was a reconnect.
         reconnect: bool,
     },

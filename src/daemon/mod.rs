@@ -212,7 +212,9 @@ impl<R: FnMut() -> Result<Target, LoadError>> Daemon<'_, R> {
             }
             Err(error) => return self.failed(error),
         };
-        self.hub.emit(Event::Registered { attempt, peer: link.peer(), target: &self.target, reconnect });
+        let registered =
+            Event::Registered { attempt, peer: link.peer(), target: &self.target, options: link.options(), reconnect };
+        self.hub.emit(registered);
         self.registered = true;
 
         let up_since = Instant::now();
