@@ -508,7 +508,12 @@ async fn fluent_bit(
 }
 
 async fn run_daemon(args: ConfigArgs, reconnect_on_reload: bool) -> Outcome {
-    let target = daemon::load(&args, &env)?;
+    let target = daemon::load(&args, &env).map_err(|e| match e {
+        // Devices may come back (a driver restarting): not a configuration error, so
+        // exit 1 and let systemd restart the agent.
+        daemon::LoadError::Devices(e) => CliError::Failed(format!("cannot find the devices to report: {e}")),
+        other => CliError::Load(other),
+    })?;
     let (controls_tx, mut controls) = mpsc::channel(8);
     forward_signals(controls_tx).map_err(|e| CliError::Failed(format!("cannot install signal handlers: {e}")))?;
     // det-agent run runs no containers: it answers the master's container requests at
@@ -516,12 +521,37 @@ async fn run_daemon(args: ConfigArgs, reconnect_on_reload: bool) -> Outcome {
     let (inbound, from_master) = mpsc::channel::<det_agent::link::FromMaster>(64);
     let (to_master, outbound) = mpsc::channel(64);
     tokio::spawn(daemon::serve_without_containers(from_master, to_master));
-    let options = daemon::Options { reconnect_on_reload, ..daemon::Options::default() };
+    // systemd (sd_notify) and Prometheus, both off unless asked for.
+    let notifier = std::sync::Arc::new(det_agent::notify::Notifier::from_env(&env));
+    tracing::info!(watchdog = %notifier.watchdog(), "systemd notifications");
+    let metrics = match target.config.metrics.listen {
+        Some(listen) => {
+            let listener = listen.bind().await.map_err(|e| CliError::Usage(e.to_string()))?;
+            if !listen.is_loopback() {
+                tracing::warn!(%listen, "metrics and /healthz are served beyond this host, without authentication");
+            }
+            let metrics = det_agent::metrics::Metrics::new();
+            tokio::spawn(det_agent::metrics::serve(listener, metrics.clone()));
+            tracing::info!(%listen, "serving /metrics and /healthz");
+            metrics
+        }
+        None => det_agent::metrics::Metrics::disabled(),
+    };
+    let mut reporters = daemon::Reporters::new(&target, notifier.clone(), metrics);
+    let options = daemon::Options {
+        reconnect_on_reload,
+        heartbeat: Some(daemon::heartbeat(&notifier)),
+        tap: reporters.tap(),
+        ..daemon::Options::default()
+    };
     let reload = move || daemon::load(&args, &env);
-    match daemon::run(target, reload, options, &mut controls, Channels { inbound, outbound }).await {
+    let channels = Channels { inbound, outbound };
+    match daemon::run_observed(target, reload, options, &mut controls, channels, &mut reporters).await {
         Ok(()) => Ok(ExitCode::SUCCESS),
         Err(err) => {
             tracing::error!("{err}");
+            notifier.status(&format!("gave up: {err}"));
+            daemon::on_connection_lost(reporters.hooks()).await;
             Ok(ExitCode::FAILURE)
         }
     }

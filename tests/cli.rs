@@ -188,6 +188,8 @@ pub(crate) fn spawn_run(args: &[&str]) -> tokio::process::Child {
         .args(args)
         .env("RUST_LOG", "info")
         .env("XDG_CONFIG_HOME", "/nonexistent/det-agent-tests")
+        // Never the state directory of whoever runs the tests.
+        .env("DET_STATE_FILE", "/nonexistent/det-agent-tests/master.json")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .kill_on_drop(true);

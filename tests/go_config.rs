@@ -46,7 +46,7 @@ async fn det_agent(args: &[&str], env: &[(&str, &str)], path: Option<&Path>) -> 
 
 /// A fake `nvidia-smi` that answers from the recorded samples, honours `--id=`, and
 /// records each call's arguments in `calls`.
-fn fake_nvidia_smi(dir: &Path) {
+pub(crate) fn fake_nvidia_smi(dir: &Path) {
     let script = format!(
         r#"#!/bin/sh
 echo "$*" >> '{calls}'

@@ -47,6 +47,24 @@ pub struct ConfigArgs {
     /// `max_message_size`.
     #[arg(long, value_name = "BYTES", help = help(&names::MAX_MESSAGE, "Largest message accepted from the master, in bytes", Some(format!("{} ({})", defaults::DEFAULT_MAX_MESSAGE_SIZE, crate::text::bytes(defaults::DEFAULT_MAX_MESSAGE_SIZE as u64)))))]
     pub max_message_size: Option<String>,
+    /// `connect_timeout`.
+    #[arg(long, value_name = "SECONDS", help = help(&names::CONNECT_TIMEOUT, "Seconds one TCP connect (per address) may take", Some(secs(defaults::DEFAULT_CONNECT_TIMEOUT))))]
+    pub connect_timeout: Option<String>,
+    /// `handshake_timeout`.
+    #[arg(long, value_name = "SECONDS", help = help(&names::HANDSHAKE_TIMEOUT, "Seconds each of the proxy's answer, TLS, the upgrade, registration and a write may take", Some(secs(defaults::DEFAULT_HANDSHAKE_TIMEOUT))))]
+    pub handshake_timeout: Option<String>,
+    /// `inbound_buffer_messages`.
+    #[arg(long, value_name = "N", help = help(&names::INBOUND_MESSAGES, "Messages from the master held for a slow application before the link is dropped", Some(defaults::DEFAULT_INBOUND_BUFFER_MESSAGES.to_string())))]
+    pub inbound_buffer_messages: Option<String>,
+    /// `inbound_buffer_bytes`.
+    #[arg(long, value_name = "BYTES", help = help(&names::INBOUND_BYTES, "Bytes of messages held for a slow application before the link is dropped", Some(defaults::DEFAULT_INBOUND_BUFFER_BYTES.to_string())))]
+    pub inbound_buffer_bytes: Option<String>,
+    /// `certificate_warning_days`.
+    #[arg(long, value_name = "DAYS", help = help(&names::CERT_WARNING_DAYS, "Warn (once a day) when a certificate the agent relies on expires within this many days", Some(defaults::DEFAULT_CERT_WARNING_DAYS.to_string())))]
+    pub certificate_warning_days: Option<String>,
+    /// `certificate_error_days`.
+    #[arg(long, value_name = "DAYS", help = help(&names::CERT_ERROR_DAYS, "Log an error instead when it expires within this many days", Some(defaults::DEFAULT_CERT_ERROR_DAYS.to_string())))]
+    pub certificate_error_days: Option<String>,
     /// `security.tls.enabled`.
     #[arg(long, value_name = "BOOL", num_args = 0..=1, default_missing_value = "true", help = help(&names::TLS_ENABLED, "Use TLS to reach the master", Some("false".to_owned())))]
     pub security_tls_enabled: Option<String>,

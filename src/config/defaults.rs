@@ -33,6 +33,25 @@ pub const DEFAULT_RECONNECT_BACKOFF_MAX: Duration = crate::backoff::DEFAULT_CAP;
 /// (Determined's master/pkg/ws/ws.go `maxMessageSize`, 128 MiB).
 pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 128 << 20;
 
+/// How long one TCP connect to the master (or its proxy) may take, per address: as long
+/// as the Go agent's whole websocket handshake (gorilla/websocket's 45 s), so a master
+/// busy after a restart is not abandoned.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(45);
+/// How long each later stage may take (the proxy's answer, TLS, the upgrade, the
+/// master's first message, a write): the Go agent's 45 s.
+pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(45);
+/// Messages from the master the application has not taken yet that the link holds
+/// before it gives up on the application and reconnects.
+pub const DEFAULT_INBOUND_BUFFER_MESSAGES: usize = 1024;
+/// The same bound in bytes: one message of the master's largest size.
+pub const DEFAULT_INBOUND_BUFFER_BYTES: usize = 128 << 20;
+
+/// A certificate the agent relies on that expires within this many days is warned about,
+/// once a day.
+pub const DEFAULT_CERT_WARNING_DAYS: u32 = 30;
+/// Within this many days, the warning is an error.
+pub const DEFAULT_CERT_ERROR_DAYS: u32 = 7;
+
 /// The Fluent Bit configuration format written.
 pub const DEFAULT_FLUENT_FORMAT: FluentFormat = FluentFormat::Classic;
 /// Address of Fluent Bit's `forward` input: this host only.

@@ -37,6 +37,45 @@ pub use node::{Hooks, TaskProxy, MAX_ARTIFICIAL_SLOTS};
 pub use read::{MAX_CONFIG_SIZE, MAX_FLOW_BRACKETS};
 pub use tls_types::{ClientIdentity, PinnedCerts, TlsConfig, Trust};
 
+/// Timeouts and buffer bounds of the link to the master.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LinkLimits {
+    /// One TCP connect (per address).
+    pub connect_timeout: Duration,
+    /// Each later stage: the proxy's answer, TLS, the upgrade, registration, a write.
+    pub handshake_timeout: Duration,
+    /// Messages held for an application slower than the master.
+    pub inbound_buffer_messages: usize,
+    /// Bytes of messages held for it.
+    pub inbound_buffer_bytes: usize,
+}
+
+impl Default for LinkLimits {
+    fn default() -> Self {
+        LinkLimits {
+            connect_timeout: defaults::DEFAULT_CONNECT_TIMEOUT,
+            handshake_timeout: defaults::DEFAULT_HANDSHAKE_TIMEOUT,
+            inbound_buffer_messages: defaults::DEFAULT_INBOUND_BUFFER_MESSAGES,
+            inbound_buffer_bytes: defaults::DEFAULT_INBOUND_BUFFER_BYTES,
+        }
+    }
+}
+
+/// When a certificate's coming expiry is warned about (days before its notAfter).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ExpiryDays {
+    /// Warn, once a day, within this many days.
+    pub warning: u32,
+    /// Log an error instead within this many days (at most `warning`).
+    pub error: u32,
+}
+
+impl Default for ExpiryDays {
+    fn default() -> Self {
+        ExpiryDays { warning: defaults::DEFAULT_CERT_WARNING_DAYS, error: defaults::DEFAULT_CERT_ERROR_DAYS }
+    }
+}
+
 /// A checked agent configuration.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -60,6 +99,13 @@ pub struct Config {
     pub agent_reconnect_backoff_max: Duration,
     /// Largest message accepted from the master, in bytes.
     pub max_message_size: usize,
+    /// `connect_timeout`, `handshake_timeout`, `inbound_buffer_messages`,
+    /// `inbound_buffer_bytes`: how long each stage of reaching the master may take, and
+    /// what the link holds for a slow application.
+    pub link: LinkLimits,
+    /// `certificate_warning_days`, `certificate_error_days`: when `run` warns about, then
+    /// logs as errors, certificates it relies on that expire soon.
+    pub certificate_expiry: ExpiryDays,
     /// TLS settings; `None` when TLS is off.
     pub tls: Option<TlsConfig>,
     /// The Fluent Bit configuration det-agent writes (the `fluent` section).
@@ -106,6 +152,8 @@ impl Config {
             agent_reconnect_backoff: DEFAULT_RECONNECT_BACKOFF,
             agent_reconnect_backoff_max: DEFAULT_RECONNECT_BACKOFF_MAX,
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
+            link: LinkLimits::default(),
+            certificate_expiry: ExpiryDays::default(),
             tls,
             fluent: FluentConfig::default(),
             metrics: MetricsConfig::default(),

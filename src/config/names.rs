@@ -69,6 +69,48 @@ opt!(
     "DET_MAX_MESSAGE_SIZE",
     "a number of bytes from 4096 to 1073741824"
 );
+opt!(
+    CONNECT_TIMEOUT,
+    "connect_timeout",
+    "--connect-timeout",
+    "DET_CONNECT_TIMEOUT",
+    "a number of seconds from 1 to 3600"
+);
+opt!(
+    HANDSHAKE_TIMEOUT,
+    "handshake_timeout",
+    "--handshake-timeout",
+    "DET_HANDSHAKE_TIMEOUT",
+    "a number of seconds from 1 to 3600"
+);
+opt!(
+    INBOUND_MESSAGES,
+    "inbound_buffer_messages",
+    "--inbound-buffer-messages",
+    "DET_INBOUND_BUFFER_MESSAGES",
+    "a whole number of messages from 1 to 1000000"
+);
+opt!(
+    INBOUND_BYTES,
+    "inbound_buffer_bytes",
+    "--inbound-buffer-bytes",
+    "DET_INBOUND_BUFFER_BYTES",
+    "a number of bytes from 65536 to 1073741824"
+);
+opt!(
+    CERT_WARNING_DAYS,
+    "certificate_warning_days",
+    "--certificate-warning-days",
+    "DET_CERTIFICATE_WARNING_DAYS",
+    "a whole number of days from 0 to 365"
+);
+opt!(
+    CERT_ERROR_DAYS,
+    "certificate_error_days",
+    "--certificate-error-days",
+    "DET_CERTIFICATE_ERROR_DAYS",
+    "a whole number of days from 0 to certificate_warning_days"
+);
 opt!(TLS_ENABLED, "security.tls.enabled", "--security-tls-enabled", "DET_SECURITY_TLS_ENABLED", "true or false");
 opt!(
     SKIP_VERIFY,
@@ -179,6 +221,12 @@ pub(super) const ALL: &[&Opt] = &[
     &BACKOFF,
     &BACKOFF_MAX,
     &MAX_MESSAGE,
+    &CONNECT_TIMEOUT,
+    &HANDSHAKE_TIMEOUT,
+    &INBOUND_MESSAGES,
+    &INBOUND_BYTES,
+    &CERT_WARNING_DAYS,
+    &CERT_ERROR_DAYS,
     &TLS_ENABLED,
     &SKIP_VERIFY,
     &MASTER_CERT,

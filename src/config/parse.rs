@@ -53,6 +53,35 @@ pub(super) fn seconds(s: &str) -> Result<f64, String> {
 
 /// 4 KiB to 1 GiB: below, the master's own messages do not fit; above, one hostile
 /// message could take a node's memory.
+/// 1 s to an hour: below, a busy master is abandoned; above, a dead one is waited for too long.
+pub(super) fn timeout(s: &str) -> Result<std::time::Duration, String> {
+    match s.parse::<f64>() {
+        Ok(secs) if secs.is_finite() && (1.0..=3600.0).contains(&secs) => Ok(std::time::Duration::from_secs_f64(secs)),
+        _ => Err("expected a number of seconds from 1 to 3600".to_owned()),
+    }
+}
+
+pub(super) fn buffer_messages(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if (1..=1_000_000).contains(&n) => Ok(n),
+        _ => Err("expected a whole number of messages from 1 to 1000000".to_owned()),
+    }
+}
+
+pub(super) fn buffer_bytes(s: &str) -> Result<usize, String> {
+    match s.parse::<usize>() {
+        Ok(n) if (64 << 10..=1 << 30).contains(&n) => Ok(n),
+        _ => Err("expected a number of bytes from 65536 to 1073741824".to_owned()),
+    }
+}
+
+pub(super) fn days(s: &str) -> Result<u32, String> {
+    match s.parse::<u32>() {
+        Ok(n) if n <= 365 => Ok(n),
+        _ => Err("expected a whole number of days from 0 to 365".to_owned()),
+    }
+}
+
 pub(super) fn message_size(s: &str) -> Result<usize, String> {
     match s.parse::<usize>() {
         Ok(n) if (4 << 10..=1 << 30).contains(&n) => Ok(n),

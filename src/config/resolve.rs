@@ -12,7 +12,7 @@ use super::node::NodeFile;
 use super::parse::{self, MAX_BACKOFF_SECS};
 use super::read::{self, Sources};
 use super::FluentFormat as Format;
-use super::{Config, ConfigArgs, FluentConfig, Host, Listen, MetricsConfig};
+use super::{Config, ConfigArgs, ExpiryDays, FluentConfig, Host, LinkLimits, Listen, MetricsConfig};
 use crate::error::{ConfigError, Origin};
 
 /// A value and where it came from.
@@ -224,6 +224,49 @@ impl Resolver<'_> {
         let max_message_size =
             self.pick_parsed(&MAX_MESSAGE, &a.max_message_size, file.max_message_size, parse::message_size)?;
 
+        let connect_timeout =
+            self.pick_parsed(&CONNECT_TIMEOUT, &a.connect_timeout, file.connect_timeout, parse::timeout)?;
+        let handshake_timeout =
+            self.pick_parsed(&HANDSHAKE_TIMEOUT, &a.handshake_timeout, file.handshake_timeout, parse::timeout)?;
+        let inbound_messages = self.pick_parsed(
+            &INBOUND_MESSAGES,
+            &a.inbound_buffer_messages,
+            file.inbound_buffer_messages,
+            parse::buffer_messages,
+        )?;
+        let inbound_bytes =
+            self.pick_parsed(&INBOUND_BYTES, &a.inbound_buffer_bytes, file.inbound_buffer_bytes, parse::buffer_bytes)?;
+        let link = LinkLimits {
+            connect_timeout: connect_timeout.map_or(defaults::DEFAULT_CONNECT_TIMEOUT, |s| s.value),
+            handshake_timeout: handshake_timeout.map_or(defaults::DEFAULT_HANDSHAKE_TIMEOUT, |s| s.value),
+            inbound_buffer_messages: inbound_messages.map_or(defaults::DEFAULT_INBOUND_BUFFER_MESSAGES, |s| s.value),
+            inbound_buffer_bytes: inbound_bytes.map_or(defaults::DEFAULT_INBOUND_BUFFER_BYTES, |s| s.value),
+        };
+        let warning_days = self.pick_parsed(
+            &CERT_WARNING_DAYS,
+            &a.certificate_warning_days,
+            file.certificate_warning_days,
+            parse::days,
+        )?;
+        let error_days =
+            self.pick_parsed(&CERT_ERROR_DAYS, &a.certificate_error_days, file.certificate_error_days, parse::days)?;
+        let warning = warning_days.map_or(defaults::DEFAULT_CERT_WARNING_DAYS, |s| s.value);
+        let error = match error_days {
+            Some(s) if s.value > warning => {
+                return Err(ConfigError::Invalid {
+                    option: CERT_ERROR_DAYS.key,
+                    origin: s.origin,
+                    value: s.value.to_string(),
+                    expected: format!(
+                        "expected at most certificate_warning_days ({warning}): the error window lies inside the warning window"
+                    ),
+                })
+            }
+            Some(s) => s.value,
+            None => defaults::DEFAULT_CERT_ERROR_DAYS.min(warning),
+        };
+        let certificate_expiry = ExpiryDays { warning, error };
+
         let tls_settings = self.tls_settings(ftls)?;
         let fluent = self.fluent(file.fluent.unwrap_or_default())?;
         let metrics_listen = file.metrics.and_then(|m| m.listen);
@@ -262,6 +305,8 @@ impl Resolver<'_> {
             agent_reconnect_backoff: backoff,
             agent_reconnect_backoff_max: backoff_max,
             max_message_size: max_message_size.map_or(defaults::DEFAULT_MAX_MESSAGE_SIZE, |s| s.value),
+            link,
+            certificate_expiry,
             tls,
             fluent,
             files: self.sources.paths.clone(),

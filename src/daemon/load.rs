@@ -23,6 +23,9 @@ pub enum LoadError {
     /// rustls refused the TLS settings (e.g. the client certificate).
     #[error("{0}")]
     Tls(#[from] TlsSetupError),
+    /// The devices `slot_type` asks for cannot be found.
+    #[error("{0}")]
+    Devices(#[from] crate::devices::DetectError),
     /// The Fluent Bit configuration cannot be written for these settings.
     #[error("fluent.config_dir: {0}")]
     Fluent(#[from] FluentError),
@@ -39,7 +42,18 @@ pub enum LoadError {
 pub fn load(args: &ConfigArgs, env: &dyn Fn(&str) -> Option<String>) -> Result<Target, LoadError> {
     let config = args.load(env)?;
     let proxy = crate::dial::ProxyEnv::from_env(env)?;
-    let target = Target::new(config, proxy, LinkSettings::default())?;
+    let settings = LinkSettings::limited(&config.link);
+    // The vendor tools run here, at start and on each reload, not on every reconnect:
+    // the master expects the same devices back.
+    let detection = crate::devices::detect_this_node(&config.devices)?;
+    for notice in &detection.notices {
+        match notice.level() {
+            crate::devices::Level::Warning => tracing::warn!("devices: {notice}"),
+            _ => tracing::info!("devices: {notice}"),
+        }
+    }
+    let devices = detection.devices.iter().map(crate::link::Device::from).collect();
+    let target = Target::new(config, proxy, settings)?.with_devices(devices);
     if let Some(dir) = &target.config.fluent.config_dir {
         let (pipeline, written) = fluent_bit::io::write_for(&target.config, dir, target.config.fluent.format, None)?;
         let ca_file = written.ca_file.as_ref().map_or_else(|| "none".to_owned(), |p| p.display().to_string());

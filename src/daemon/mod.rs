@@ -21,9 +21,12 @@
 mod controls;
 mod events;
 mod failure;
+mod hook;
 mod load;
 mod no_containers;
+mod report;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -31,12 +34,14 @@ use tokio::time::{sleep, Instant};
 use tracing::Instrument;
 
 use crate::backoff::{Pacer, Phase, Schedule};
-use crate::link::{self, Ended, FromMaster, LinkError, Target, ToMaster};
+use crate::link::{self, Ended, FromMaster, LinkError, Tap, Target, ToMaster};
 
 pub use events::{Event, Observer};
 pub use failure::classify;
+pub use hook::on_connection_lost;
 pub use load::{load, LoadError};
 pub use no_containers::{serve_without_containers, NoContainers, RUNS_NO_CONTAINERS};
+pub use report::{heartbeat, Reporters, EXPIRY_CHECK_EVERY};
 
 /// What the daemon is asked to do while it runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,7 +62,7 @@ pub enum Stop {
 }
 
 /// Daemon behaviour beyond the configuration file.
-#[derive(Debug, Clone, Copy)]
+#[derive(Clone)]
 pub struct Options {
     /// After a successful reload, drop the current link and connect with the new settings
     /// at once (a reload that changes the agent's registration always does).
@@ -68,11 +73,30 @@ pub struct Options {
     pub phase: Option<Phase>,
     /// Emit [`Event::Heartbeat`] this often (for a watchdog); `None`: never.
     pub heartbeat: Option<Duration>,
+    /// Told about every link's traffic (metrics), when set.
+    pub tap: Option<Arc<dyn Tap>>,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Options { reconnect_on_reload: false, healthy_after: Duration::from_secs(60), phase: None, heartbeat: None }
+        Options {
+            reconnect_on_reload: false,
+            healthy_after: Duration::from_secs(60),
+            phase: None,
+            heartbeat: None,
+            tap: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Options")
+            .field("reconnect_on_reload", &self.reconnect_on_reload)
+            .field("healthy_after", &self.healthy_after)
+            .field("heartbeat", &self.heartbeat)
+            .field("tapped", &self.tap.is_some())
+            .finish_non_exhaustive()
     }
 }
 
@@ -141,16 +165,9 @@ pub async fn run_observed(
     let registration = target.registration();
     let hub =
         controls::Hub::new(controls, reload, observer, options.reconnect_on_reload, registration, options.heartbeat);
-    let mut daemon = Daemon {
-        hub,
-        target,
-        options,
-        clock: Instant::now(),
-        pacer: Pacer::new(options.phase.unwrap_or_else(Phase::random)),
-        registered: false,
-        failures: 0,
-        attempt: 0,
-    };
+    let pacer = Pacer::new(options.phase.unwrap_or_else(Phase::random));
+    let mut daemon =
+        Daemon { hub, target, options, clock: Instant::now(), pacer, registered: false, failures: 0, attempt: 0 };
     let mut delay = None;
     loop {
         if let Some(wait) = delay.take() {
@@ -217,6 +234,10 @@ impl<R: FnMut() -> Result<Target, LoadError>> Daemon<'_, R> {
         self.hub.emit(registered);
         self.registered = true;
 
+        let link = match &self.options.tap {
+            Some(tap) => link.tapped(tap.clone()),
+            None => link,
+        };
         let up_since = Instant::now();
         let ended = link.run(&channels.inbound, &mut channels.outbound, self.hub.recv()).await;
         let up_for = up_since.elapsed();

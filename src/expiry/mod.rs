@@ -36,10 +36,10 @@ pub struct Windows {
 }
 
 impl Windows {
-    /// The default warning window, in days.
-    pub const DEFAULT_WARN_DAYS: u32 = 30;
-    /// The default error window, in days.
-    pub const DEFAULT_ERROR_DAYS: u32 = 7;
+    /// The default warning window, in days (`certificate_warning_days`).
+    pub const DEFAULT_WARN_DAYS: u32 = crate::config::DEFAULT_CERT_WARNING_DAYS;
+    /// The default error window, in days (`certificate_error_days`).
+    pub const DEFAULT_ERROR_DAYS: u32 = crate::config::DEFAULT_CERT_ERROR_DAYS;
 }
 
 impl Default for Windows {

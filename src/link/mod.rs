@@ -25,7 +25,7 @@ pub use connect::connect;
 pub use error::{Bound, Ended, LinkError, LinkFailure, Outgoing, SaidIn, Stage, Violation};
 pub use protocol::{AgentStarted, Device, FromMaster, MasterInfo, MasterSetAgentOptions, ToMaster};
 pub use refusal::Refusal;
-pub use run::Link;
+pub use run::{Link, Tap};
 pub use target::{Registration, Target};
 
 /// The Go agent's websocket dialer gives its whole handshake this long (gorilla's
@@ -64,15 +64,23 @@ pub struct LinkSettings {
 
 impl Default for LinkSettings {
     fn default() -> Self {
+        LinkSettings::limited(&crate::config::LinkLimits::default())
+    }
+}
+
+impl LinkSettings {
+    /// The settings with the configuration's limits (`connect_timeout`,
+    /// `handshake_timeout`, the inbound buffer's bounds); the rest are the master's.
+    pub fn limited(limits: &crate::config::LinkLimits) -> LinkSettings {
         LinkSettings {
-            connect_timeout: GO_HANDSHAKE_TIMEOUT,
-            handshake_timeout: GO_HANDSHAKE_TIMEOUT,
+            connect_timeout: limits.connect_timeout,
+            handshake_timeout: limits.handshake_timeout,
             ping_interval: Duration::from_secs(15),
             read_deadline: Duration::from_secs(60),
             close_timeout: Duration::from_secs(5),
             max_message_size: DEFAULT_MAX_MESSAGE_SIZE,
-            inbound_buffer_messages: 1024,
-            inbound_buffer_bytes: 128 << 20,
+            inbound_buffer_messages: limits.inbound_buffer_messages,
+            inbound_buffer_bytes: limits.inbound_buffer_bytes,
         }
     }
 }

@@ -17,6 +17,17 @@ use super::protocol::{DecodeError, FromMaster, MasterSetAgentOptions, ToMaster};
 use super::LinkSettings;
 use crate::dial::{Peer, Stream};
 
+/// Sees a link's traffic as it happens (for metrics). Called from the link's own task:
+/// every call must be cheap and must not block.
+pub trait Tap: Send + Sync {
+    /// Any frame arrived from the master (a message, a ping, a pong, a close).
+    fn frame(&self);
+    /// An agent-protocol message arrived from the master.
+    fn message_in(&self);
+    /// An agent-protocol message was sent to the master.
+    fn message_out(&self);
+}
+
 /// A registered link to the master.
 pub struct Link {
     ws: WebSocketStream<Stream>,
@@ -24,6 +35,7 @@ pub struct Link {
     options: MasterSetAgentOptions,
     settings: LinkSettings,
     client_cert: bool,
+    tap: Option<std::sync::Arc<dyn Tap>>,
 }
 
 impl std::fmt::Debug for Link {
@@ -40,7 +52,13 @@ impl Link {
         settings: LinkSettings,
         client_cert: bool,
     ) -> Link {
-        Link { ws, peer, options, settings, client_cert }
+        Link { ws, peer, options, settings, client_cert, tap: None }
+    }
+
+    /// The same link, telling `tap` about its traffic.
+    pub fn tapped(mut self, tap: std::sync::Arc<dyn Tap>) -> Link {
+        self.tap = Some(tap);
+        self
     }
 
     /// What was reached and how it was verified.
@@ -92,6 +110,9 @@ impl Link {
                 },
                 frame = self.ws.next() => {
                     last_frame = Instant::now();
+                    if let (Some(tap), Some(Ok(_))) = (&self.tap, &frame) {
+                        tap.frame();
+                    }
                     let message = match frame {
                         None => return Ended::Failed(LinkFailure::ClosedWithoutClose),
                         Some(Err(e)) => return Ended::Failed(LinkFailure::from_ws(e, self.client_cert)),
@@ -104,6 +125,9 @@ impl Link {
                                 return Ended::MasterShutdown { err_msg };
                             }
                             Ok(message) => {
+                                if let Some(tap) = &self.tap {
+                                    tap.message_in();
+                                }
                                 if let Err(bound) = waiting.push(message, text.len()) {
                                     let (messages, bytes) = (waiting.len(), waiting.bytes());
                                     self.close(CloseCode::Error, "det-agent: the application fell behind").await;
@@ -141,6 +165,9 @@ impl Link {
                         let frame = Message::text(message.encode());
                         if let Some(failure) = self.bounded(Outgoing::Message, Some(frame)).await {
                             return Ended::Failed(failure);
+                        }
+                        if let Some(tap) = &self.tap {
+                            tap.message_out();
                         }
                     }
                     None => outbound_open = false,

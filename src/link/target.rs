@@ -1,6 +1,6 @@
 //! What a link dials and how it registers, fixed for one configuration generation.
 
-use super::protocol::{this_node, Device};
+use super::protocol::Device;
 use super::LinkSettings;
 use crate::config::Config;
 use crate::dial::{Dialer, ProxyEnv, Timeouts};
@@ -33,9 +33,10 @@ pub struct Registration {
 }
 
 impl Target {
-    /// Builds the TLS client for `config`; the devices are this node's, detected once per
-    /// process. The message limit is the configuration's `max_message_size`, whatever
-    /// `settings` says.
+    /// Builds the TLS client for `config`. The message limit is the configuration's
+    /// `max_message_size`, whatever `settings` says. It reports no devices until given
+    /// them with [`with_devices`](Self::with_devices) (`daemon::load` detects them as the
+    /// configuration's `slot_type` says).
     ///
     /// # Errors
     /// rustls refused the configuration (e.g. the client certificate).
@@ -49,7 +50,7 @@ impl Target {
         settings.max_message_size = config.max_message_size;
         let timeouts = Timeouts { connect: settings.connect_timeout, handshake: settings.handshake_timeout };
         let dialer = Dialer::new(&config, tls, proxy, timeouts);
-        Target { config, dialer, settings, devices: this_node() }
+        Target { config, dialer, settings, devices: Vec::new() }
     }
 
     /// The same target reporting `devices` (for a caller that detects them itself).

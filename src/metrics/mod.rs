@@ -47,6 +47,21 @@ struct Inner {
     health: Mutex<Health>,
 }
 
+/// A link's traffic, counted: every frame marks when the master was last heard.
+impl crate::link::Tap for Metrics {
+    fn frame(&self) {
+        self.last_frame(SystemTime::now());
+    }
+
+    fn message_in(&self) {
+        Metrics::message_in(self);
+    }
+
+    fn message_out(&self) {
+        Metrics::message_out(self);
+    }
+}
+
 impl Metrics {
     /// Metrics on: every series at its starting value, health [`Health::starting`].
     pub fn new() -> Metrics {

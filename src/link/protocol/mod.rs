@@ -20,7 +20,7 @@ pub use container::{
     Change, Container, ContainerFailure, ContainerInfo, ContainerReattach, ContainerReattachAck, ContainerStarted,
     ContainerStateChanged, ContainerStopped, FailureType, ShapeError, SignalContainer, StartContainer, State,
 };
-pub use device::{detect_devices, this_node, Device};
+pub use device::Device;
 pub use report::{ContainerLog, ContainerStatsRecord, RunMessage, StdType, TaskStats, TaskType, Timestamp};
 
 /// Determined's `aproto.ErrAgentMustReconnect`: how the master says an agent it no
