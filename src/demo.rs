@@ -93,6 +93,15 @@ const SCENARIOS: &[Scenario] = &[
         expect: Err(RejectionKind::Expired),
     },
     Scenario {
+        title: "pinned CA expired, its leaf still valid",
+        master: "issued-by-expired-self-signed",
+        dial: "localhost",
+        trust: || pinned("expired-self-signed-ca.pem"),
+        cert_name: None,
+        key_pins: &[],
+        expect: Err(RejectionKind::Expired),
+    },
+    Scenario {
         title: "another master, same subject, new key",
         master: "self-signed-ca-other-key",
         dial: "localhost",

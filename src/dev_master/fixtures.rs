@@ -48,6 +48,9 @@ fixtures!(
     "master-leaf.pem",
     "signed-by-leaf.pem",
     "signed-by-leaf.key",
+    "expired-self-signed-ca.pem",
+    "issued-by-expired-self-signed.pem",
+    "issued-by-expired-self-signed.key",
 );
 
 /// The bytes of a fixture file, e.g. `bytes("root-ca.pem")`. The files the demo uses
