@@ -25,9 +25,10 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 
+use super::recording::{Recording, REJECTION, RELIED_ON};
 use super::rejection::Rejection;
 use super::relied::ReliedOn;
-use super::verifier::{MasterVerifier, NameSource, Recording, REJECTION, RELIED_ON};
+use super::verifier::{MasterVerifier, NameSource};
 use crate::config::{ClientIdentity, TlsConfig};
 
 /// The client configuration could not be built.

@@ -7,6 +7,7 @@
 mod anchors;
 mod client;
 mod path;
+mod recording;
 mod rejection;
 mod relied;
 mod verifier;

@@ -396,16 +396,26 @@ impl MasterVerifier {
         Rejection::new(cause, trusted, server_name.to_owned(), presented, now)
     }
 
-    fn tls12_signature(&self, message: &[u8], cert: &CertificateDer<'_>, dss: &DigitallySignedStruct) -> SigResult {
+    pub(super) fn tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> SigResult {
         verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
     }
 
-    fn tls13_signature(&self, message: &[u8], cert: &CertificateDer<'_>, dss: &DigitallySignedStruct) -> SigResult {
+    pub(super) fn tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> SigResult {
         verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
     }
 }
 
-type SigResult = Result<HandshakeSignatureValid, Error>;
+pub(super) type SigResult = Result<HandshakeSignatureValid, Error>;
 
 /// Used directly, a refusal reaches rustls as the [`CertificateError`] that sends the
 /// matching TLS alert, without the explanation; [`super::TlsClient`] keeps the
@@ -445,68 +455,6 @@ impl ServerCertVerifier for MasterVerifier {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.provider.signature_verification_algorithms.supported_schemes()
-    }
-}
-
-tokio::task_local! {
-    /// Where [`Recording`] leaves a refusal for the handshake running in this task.
-    pub(super) static REJECTION: std::cell::RefCell<Option<Box<Rejection>>>;
-    /// Where [`Recording`] leaves what an acceptance relied on, likewise.
-    pub(super) static RELIED_ON: std::cell::RefCell<Option<Vec<ReliedOn>>>;
-}
-
-/// The [`MasterVerifier`] as [`super::TlsClient`] hands it to rustls: the decision is
-/// the verifier's; a refusal goes to rustls as the error that sends the matching alert
-/// (so the master's log says why: unknown_ca, certificate_expired, bad_certificate, …),
-/// and the full [`Rejection`] goes to the handshake's caller through [`REJECTION`]. An
-/// acceptance leaves the certificates it relied on in [`RELIED_ON`].
-#[derive(Debug)]
-pub(super) struct Recording(pub Arc<MasterVerifier>);
-
-impl ServerCertVerifier for Recording {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, Error> {
-        match self.0.verify(end_entity, intermediates, server_name, now) {
-            Ok(verified) => {
-                // Outside a TlsClient handshake nobody asked what was relied on.
-                let _ = RELIED_ON.try_with(|slot| *slot.borrow_mut() = Some(verified.into_relied_on()));
-                Ok(ServerCertVerified::assertion())
-            }
-            Err(rejection) => {
-                let error = rejection.certificate_error();
-                // Outside a TlsClient handshake nobody asked for the explanation.
-                let _ = REJECTION.try_with(|slot| *slot.borrow_mut() = Some(rejection));
-                Err(Error::InvalidCertificate(error))
-            }
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> SigResult {
-        self.0.tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> SigResult {
-        self.0.tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.supported_verify_schemes()
     }
 }
 
