@@ -138,3 +138,41 @@ fn the_anchor_problem_is_a_value_the_caller_can_match() {
     assert_eq!(problem.kind, AnchorProblemKind::PathLen { allowed: 0, found: 1 });
     assert_eq!(problem.anchor.source, tls::AnchorSource::File(fixtures::path("pathlen0-ca.pem")));
 }
+
+#[tokio::test]
+async fn a_host_store_certificate_that_is_no_ca_vouches_not_even_for_its_own_key() {
+    // Whoever holds the key of a self-signed CA:FALSE certificate in the host's store
+    // (another service's) signs a new certificate with it: the same key and subject, the
+    // master's names. It chains to that anchor by key and name, yet it is not the
+    // certificate the store holds, so it vouches for nothing. openssl makes it, as an
+    // attacker would.
+    let dir = tempfile::tempdir().unwrap();
+    let forged = dir.path().join("forged.pem");
+    let key = crate::cli::pki("self-signed-leaf.key");
+    let status = std::process::Command::new("openssl")
+        .args(["req", "-new", "-x509", "-days", "3650", "-key"])
+        .arg(&key)
+        .args(["-subj", "/O=det-agent tests/CN=det master (self-signed)"])
+        .args(["-addext", "subjectAltName=DNS:localhost,DNS:impostor.det.test"])
+        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+        .args(["-addext", "extendedKeyUsage=serverAuth"])
+        .arg("-out")
+        .arg(&forged)
+        .status()
+        .expect("openssl runs (install Debian's openssl package)");
+    assert!(status.success());
+    let chain = det_agent::pem::load_certs(&forged).unwrap();
+    let key = det_agent::pem::load_private_key(&key).unwrap();
+    let config = det_agent::dev_master::server_config(chain, key, None).unwrap();
+    let master = DevMaster::start(([127, 0, 0, 1], 0).into(), config).await.unwrap();
+    let cfg = config_for(master.addr());
+    let report = dial_with(&cfg, ca_with_host_roots(&["self-signed-leaf.pem"])).await;
+    assert_eq!(report.verdict.rejection, Some(RejectionKind::InvalidChain), "{}", report.verdict.summary);
+    assert!(report.verdict.error.unwrap().contains("is not a CA (basicConstraints CA:FALSE)"));
+    // webpki alone accepts it: the same key signed it, under the anchor's name.
+    assert!(dial_with(&cfg, webpki_alone("self-signed-leaf.pem")).await.verdict.ok);
+}
+
+fn config_for(addr: std::net::SocketAddr) -> det_agent::Config {
+    config("localhost", addr, TlsConfig::new(Trust::PublicRoots))
+}

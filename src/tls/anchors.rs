@@ -28,7 +28,7 @@ use webpki::VerifiedPath;
 use x509_parser::prelude::{FromDer, X509Certificate};
 
 use crate::text::Untrusted;
-use crate::x509::{Fingerprint, KeyPin, Timestamp};
+use crate::x509::{Fingerprint, Timestamp};
 
 /// Where an anchor came from, for messages.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -125,9 +125,10 @@ impl AnchorLimits {
         }
         let below = path.intermediate_certificates().count();
         if !self.is_ca {
-            // Only itself: the leaf is this very certificate (same key, no intermediates).
-            let leaf = KeyPin::of_spki(&path.end_entity().subject_public_key_info());
-            if below > 0 || leaf != KeyPin::of_spki_contents(&path.anchor().subject_public_key_info) {
+            // Only itself: the leaf is this very certificate, byte for byte. The same key
+            // is not enough: whoever holds it could sign another certificate (other names,
+            // the anchor's subject as issuer) that chains to this anchor.
+            if below > 0 || Fingerprint::of(&path.end_entity().der()) != self.sha256 {
                 return Err(AnchorProblemKind::NotACa);
             }
         }
