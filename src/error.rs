@@ -106,7 +106,7 @@ pub enum ConfigError {
     #[error("{}: {message}", path.display())]
     Parse { path: PathBuf, message: String },
     /// A value does not have the form the option needs.
-    #[error("{option} ({origin}): {value:?} is not valid: {expected}")]
+    #[error("{option} ({origin}): {} is not valid: {expected}", crate::text::quoted(value))]
     Invalid { option: &'static str, origin: Origin, value: String, expected: String },
     /// An option is set, but to nothing: an empty flag, a blank environment variable, a
     /// YAML null or blank string in the file, a key pin list without a pin. Never read as
@@ -150,6 +150,9 @@ fn unset_hint(option: &str, origin: &Origin) -> String {
             let key = option.rsplit('.').next().unwrap_or(option);
             format!("delete the {key} key from {} to leave it unset", path.display())
         }
+        // An empty variable reads as unset except for the security options (see
+        // config::resolve), so only the others may be unset that way.
+        Origin::Env(name) if option.starts_with("security.") => format!("unset ${name} to leave it unset"),
         Origin::Env(name) => format!("unset ${name} to leave it unset (an empty variable counts as unset)"),
         Origin::Flag(flag) => format!("drop {flag} to leave it unset"),
         Origin::Default | Origin::Api => "leave it unset".to_owned(),

@@ -339,19 +339,25 @@ async fn a_blank_key_pin_variable_exits_2_and_the_impostor_is_never_dialed() {
     let pinned = write_config(&dir, &format!("{key_pin_config}    master_key_pins: [{genuine}]\n"));
     let check = ["check", "--config", pinned.to_str().unwrap()];
 
-    let out = det_agent(&check, &[("DET_SECURITY_TLS_MASTER_KEY_PINS", " ")]).await;
-    let (stdout, stderr) = text(&out);
-    assert_eq!(out.status.code(), Some(2), "{stdout}{stderr}");
-    assert_eq!(
-        stderr,
-        "det-agent: configuration error: security.tls.master_key_pins (set by $DET_SECURITY_TLS_MASTER_KEY_PINS) is blank (\" \"); \
-         an option that is set must have a value, and det-agent never reads a blank one as \"not set\". Set it to one or more key \
-         pins (sha256:..., as the key pin lines of `det-agent check`), or unset $DET_SECURITY_TLS_MASTER_KEY_PINS to leave it unset \
-         (an empty variable counts as unset)\n"
-    );
-    assert_eq!(stdout, "");
-    // The dev master reports every TLS handshake, failed or not, as an event.
-    assert!(impostor.try_next_event().is_none(), "det-agent dialed the impostor");
+    // Whitespace, and exactly empty too: for a security option an empty variable is a
+    // template whose value went missing (PINS=${UNSET}), never "unset".
+    for (value, found) in [(" ", "is blank (\" \")"), ("", "is empty")] {
+        let out = det_agent(&check, &[("DET_SECURITY_TLS_MASTER_KEY_PINS", value)]).await;
+        let (stdout, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(2), "{stdout}{stderr}");
+        assert_eq!(
+            stderr,
+            format!(
+                "det-agent: configuration error: security.tls.master_key_pins (set by $DET_SECURITY_TLS_MASTER_KEY_PINS) {found}; \
+                 an option that is set must have a value, and det-agent never reads a blank one as \"not set\". Set it to one or \
+                 more key pins (sha256:..., as the key pin lines of `det-agent check`), or unset \
+                 $DET_SECURITY_TLS_MASTER_KEY_PINS to leave it unset\n"
+            )
+        );
+        assert_eq!(stdout, "");
+        // The dev master reports every TLS handshake, failed or not, as an event.
+        assert!(impostor.try_next_event().is_none(), "det-agent dialed the impostor");
+    }
 
     // The file's pin refuses the impostor; without the pin, what the blank variable used
     // to mean, it is accepted.

@@ -65,14 +65,18 @@ pub(super) struct Resolver<'a> {
 impl Resolver<'_> {
     /// The text of one option from a flag, else from the environment, and where it came
     /// from. An environment variable that is exactly empty counts as unset (that is how
-    /// shells and systemd unset one); a blank flag or a whitespace-only variable is an
-    /// error.
+    /// shells and systemd unset one), except for the `security.` options: there an empty
+    /// variable is more often a template whose value went missing
+    /// (`DET_SECURITY_TLS_MASTER_KEY_PINS=${PINS}`), and reading it as unset would weaken
+    /// how the master is trusted, so it is an error. A blank flag or a whitespace-only
+    /// variable is an error for every option.
     pub(super) fn flag_or_env(
         &self,
         opt: &Opt,
         flag: &Option<String>,
     ) -> Result<Option<(String, Origin)>, ConfigError> {
-        let text = match (flag, (self.env)(opt.env).filter(|v| !v.is_empty())) {
+        let from_env = (self.env)(opt.env).filter(|v| !v.is_empty() || opt.key.starts_with("security."));
+        let text = match (flag, from_env) {
             (Some(v), _) => Some((v.clone(), Origin::Flag(opt.flag))),
             (None, Some(v)) => Some((v, Origin::Env(opt.env))),
             (None, None) => None,
@@ -356,6 +360,7 @@ fn check_backoff(opt: &Opt, s: Setting<f64>) -> Result<Duration, ConfigError> {
 
 /// An error for an option set to nothing: empty, or only whitespace.
 fn blank(opt: &Opt, origin: Origin, value: &str) -> ConfigError {
-    let found = if value.is_empty() { "is empty".to_owned() } else { format!("is blank ({value:?})") };
+    let found =
+        if value.is_empty() { "is empty".to_owned() } else { format!("is blank ({})", crate::text::quoted(value)) };
     ConfigError::Blank { option: opt.key, origin, found, expected: opt.value }
 }

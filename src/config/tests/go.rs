@@ -238,7 +238,7 @@ fn proxies_for_tasks_layer_and_refuse_control_characters() {
     );
     let msg = resolve("master_host: m\nhttp_proxy: \"http://p\\nX=1\"\n", ConfigArgs::default(), &[]).unwrap_err();
     assert!(msg.to_string().starts_with(
-        "http_proxy (set in /etc/determined/agent.yaml): \"http://p\\nX=1\" is not valid: expected a proxy URL"
+        "http_proxy (set in /etc/determined/agent.yaml): \"http://p\\x0aX=1\" is not valid: expected a proxy URL"
     ));
     let msg = resolve("master_host: m\nno_proxy: \"\"\n", ConfigArgs::default(), &[]).unwrap_err();
     assert!(msg.to_string().starts_with("no_proxy (set in /etc/determined/agent.yaml) is empty; "), "{msg}");

@@ -61,22 +61,29 @@ fn a_pin_list_without_a_pin_never_drops_key_pins() {
     let expected = "one or more key pins (sha256:..., as the key pin lines of `det-agent check`)";
     for (args, env, found, unset) in [
         (
+            // Empty is not unset for a security option: PINS=${MISSING} must not drop the pins.
+            ConfigArgs::default(),
+            env(""),
+            "set by $DET_SECURITY_TLS_MASTER_KEY_PINS) is empty",
+            "unset $DET_SECURITY_TLS_MASTER_KEY_PINS to leave it unset",
+        ),
+        (
             ConfigArgs::default(),
             env(" "),
             "set by $DET_SECURITY_TLS_MASTER_KEY_PINS) is blank (\" \")",
-            "unset $DET_SECURITY_TLS_MASTER_KEY_PINS to leave it unset (an empty variable counts as unset)",
+            "unset $DET_SECURITY_TLS_MASTER_KEY_PINS to leave it unset",
         ),
         (
             ConfigArgs::default(),
             env(","),
             "set by $DET_SECURITY_TLS_MASTER_KEY_PINS) holds no pin (\",\")",
-            "unset $DET_SECURITY_TLS_MASTER_KEY_PINS to leave it unset (an empty variable counts as unset)",
+            "unset $DET_SECURITY_TLS_MASTER_KEY_PINS to leave it unset",
         ),
         (
             ConfigArgs::default(),
             env(" , ,"),
             "set by $DET_SECURITY_TLS_MASTER_KEY_PINS) holds no pin (\" , ,\")",
-            "unset $DET_SECURITY_TLS_MASTER_KEY_PINS to leave it unset (an empty variable counts as unset)",
+            "unset $DET_SECURITY_TLS_MASTER_KEY_PINS to leave it unset",
         ),
         (
             flag(""),
@@ -204,7 +211,11 @@ fn a_blank_flag_or_whitespace_variable_is_an_error_for_every_option() {
             let mut args = ConfigArgs::default();
             *field(&mut args) = Some(value.to_owned());
             let msg = resolve(yaml, args, &[]).unwrap_err().to_string();
-            let found = if value.is_empty() { "is empty".to_owned() } else { format!("is blank ({value:?})") };
+            let found = if value.is_empty() {
+                "is empty".to_owned()
+            } else {
+                format!("is blank ({})", crate::text::quoted(value))
+            };
             assert_eq!(
                 msg,
                 format!("{} (set by {}) {found}; an option that is set must have a value, and det-agent never reads a blank one as \"not set\". Set it to {}, or drop {} to leave it unset", opt.key, opt.flag, opt.value, opt.flag)
@@ -212,9 +223,18 @@ fn a_blank_flag_or_whitespace_variable_is_an_error_for_every_option() {
         }
         let msg = resolve(yaml, ConfigArgs::default(), &[(opt.env, "  ")]).unwrap_err().to_string();
         assert!(msg.starts_with(&format!("{} (set by ${}) is blank (\"  \"); ", opt.key, opt.env)), "{msg}");
-        // Exactly empty: unset, as shells and systemd unset a variable.
+        // Exactly empty: unset, as shells and systemd unset a variable, except for the
+        // security options, where an empty variable is a template gone wrong and reading
+        // it as unset could weaken trust.
         let cfg = resolve(yaml, ConfigArgs::default(), &[(opt.env, "")]);
-        assert!(cfg.is_ok(), "{}: {}", opt.env, cfg.unwrap_err());
+        if opt.key.starts_with("security.") {
+            assert_eq!(
+                cfg.unwrap_err().to_string(),
+                format!("{} (set by ${}) is empty; an option that is set must have a value, and det-agent never reads a blank one as \"not set\". Set it to {}, or unset ${} to leave it unset", opt.key, opt.env, opt.value, opt.env)
+            );
+        } else {
+            assert!(cfg.is_ok(), "{}: {}", opt.env, cfg.unwrap_err());
+        }
     }
 }
 
