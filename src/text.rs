@@ -21,35 +21,50 @@ use std::io;
 use serde::{Serialize, Serializer};
 
 /// Whether `c` must not reach a terminal or log as itself.
+///
+/// Hand-written rather than taken from a Unicode crate: the set is small, chosen for what
+/// a terminal or a reader can be fooled by, and must not move when a dependency updates.
 fn is_unsafe(c: char) -> bool {
     matches!(c,
         '\u{0}'..='\u{1f}' | '\u{7f}'..='\u{9f}'
         // Bidirectional controls (Unicode's "Trojan Source" list).
         | '\u{61c}' | '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}'
-        // Zero-width and invisible characters that hide or join text.
-        | '\u{200b}'..='\u{200d}' | '\u{2060}' | '\u{feff}'
         // Line and paragraph separators: line breaks to some terminals and log viewers.
-        | '\u{2028}' | '\u{2029}')
+        | '\u{2028}' | '\u{2029}'
+        // Default-ignorable and format characters: drawn as nothing (or as blank space),
+        // so they hide inside a name, join or split it, or make two different names
+        // look the same. Soft hyphen, combining grapheme joiner, Hangul fillers, Khmer
+        // inherent vowels, Mongolian selectors, zero-width and invisible operators,
+        // variation selectors, the byte order mark, interlinear annotations, musical
+        // formatting, and the tag characters.
+        | '\u{ad}' | '\u{34f}' | '\u{115f}' | '\u{1160}' | '\u{17b4}' | '\u{17b5}' | '\u{180b}'..='\u{180f}'
+        | '\u{200b}'..='\u{200d}' | '\u{2060}'..='\u{2065}' | '\u{206a}'..='\u{206f}' | '\u{3164}'
+        | '\u{fe00}'..='\u{fe0f}' | '\u{feff}' | '\u{ffa0}' | '\u{fff0}'..='\u{fffb}'
+        | '\u{1bca0}'..='\u{1bca3}' | '\u{1d173}'..='\u{1d17a}' | '\u{e0000}'..='\u{e0fff}'
+        // Other format characters (Unicode category Cf): prepended marks that fold into
+        // the next character.
+        | '\u{600}'..='\u{605}' | '\u{6dd}' | '\u{70f}' | '\u{890}' | '\u{891}' | '\u{8e2}'
+        | '\u{110bd}' | '\u{110cd}' | '\u{13430}'..='\u{1343f}')
 }
 
 /// `text` with every unsafe character (and the backslash) written as a visible escape;
-/// borrowed when there is nothing to escape.
+/// borrowed when there is nothing to escape. The escapes have a fixed width (`\xNN`,
+/// `\uNNNN`, `\UNNNNNNNN`), so a following hex digit can never be read as part of one,
+/// and escaped text maps back to exactly one original.
 pub fn escape(text: &str) -> Cow<'_, str> {
     if !text.chars().any(|c| c == '\\' || is_unsafe(c)) {
         return Cow::Borrowed(text);
     }
     let mut out = String::with_capacity(text.len() + 8);
     for c in text.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            c if is_unsafe(c) && u32::from(c) <= 0xff => {
-                let _ = write!(out, "\\x{:02x}", u32::from(c));
-            }
-            c if is_unsafe(c) => {
-                let _ = write!(out, "\\u{:04x}", u32::from(c));
-            }
-            c => out.push(c),
-        }
+        let n = u32::from(c);
+        let _ = match c {
+            '\\' => out.write_str("\\\\"),
+            c if !is_unsafe(c) => out.write_char(c),
+            _ if n <= 0xff => write!(out, "\\x{n:02x}"),
+            _ if n <= 0xffff => write!(out, "\\u{n:04x}"),
+            _ => write!(out, "\\U{n:08x}"),
+        };
     }
     Cow::Owned(out)
 }
@@ -126,7 +141,7 @@ impl Serialize for Untrusted {
 }
 
 /// `value` as pretty JSON (two-space indent) in which every unsafe character of
-/// [`escape`] is a `\uXXXX` escape. Still plain JSON: a parser reads back the original
+/// [`escape`] is a `\uXXXX` escape (two, a surrogate pair, past U+FFFF). Still plain JSON: a parser reads back the original
 /// strings.
 ///
 /// # Errors
@@ -149,7 +164,11 @@ impl serde_json::ser::Formatter for SafeFormatter {
         for (i, c) in fragment.char_indices() {
             if is_unsafe(c) {
                 writer.write_all(&fragment.as_bytes()[start..i])?;
-                write!(writer, "\\u{:04x}", u32::from(c))?;
+                // JSON's escape is one UTF-16 unit: a character past U+FFFF is two.
+                let mut units = [0; 2];
+                for unit in c.encode_utf16(&mut units) {
+                    write!(writer, "\\u{unit:04x}")?;
+                }
                 start = i + c.len_utf8();
             }
         }
@@ -203,6 +222,16 @@ mod tests {
     }
 
     #[test]
+    fn invisible_characters_are_shown_and_escapes_have_a_fixed_width() {
+        // A soft hyphen, a variation selector, a Hangul filler and a tag character hide
+        // inside a name that otherwise reads as "master".
+        assert_eq!(escape("mas\u{ad}ter\u{fe0f}\u{3164}"), "mas\\xadter\\ufe0f\\u3164");
+        // Past U+FFFF: eight digits, so "\u{e0041}1" cannot read as U+E004 then "11".
+        assert_eq!(escape("a\u{e0041}1"), "a\\U000e00411");
+        assert_ne!(escape("\u{e0041}1"), escape("\u{e004}11"));
+    }
+
+    #[test]
     fn json_stays_json_and_round_trips() {
         let hostile = "a\x1b[31m\u{202e}\u{9b}\\\"\n";
         let text = to_json_pretty(&serde_json::json!({ "name": hostile, "list": [Untrusted::from(hostile)] })).unwrap();
@@ -212,5 +241,44 @@ mod tests {
         assert_eq!(back["name"], hostile);
         assert_eq!(back["list"][0], hostile);
         assert_eq!(Untrusted::from(hostile).to_string(), "a\\x1b[31m\\u202e\\x9b\\\\\"\\x0a");
+        // Past U+FFFF, a surrogate pair: still JSON, still the same string read back.
+        let tag = "m\u{e0041}";
+        let text = to_json_pretty(&tag).unwrap();
+        assert_eq!(text, "\"m\\udb40\\udc41\"");
+        assert_eq!(serde_json::from_str::<String>(&text).unwrap(), tag);
+    }
+
+    /// Reads [`escape`]'s output back; a test of its injectivity.
+    fn unescape(text: &str) -> Option<String> {
+        let mut out = String::new();
+        let mut chars = text.chars();
+        while let Some(c) = chars.next() {
+            if c != '\\' {
+                out.push(c);
+                continue;
+            }
+            let width = match chars.next()? {
+                '\\' => {
+                    out.push('\\');
+                    continue;
+                }
+                'x' => 2,
+                'u' => 4,
+                'U' => 8,
+                _ => return None,
+            };
+            let hex: String = chars.by_ref().take(width).collect();
+            out.push(char::from_u32(u32::from_str_radix(&hex, 16).ok()?)?);
+        }
+        Some(out)
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn escape_is_injective_and_leaves_nothing_unsafe(text in "\\PC*|[\\x00-\\x{ff}\\u{2000}-\\u{2070}\\u{e0000}-\\u{e0080}\\\\0-9a-fuxU]*") {
+            let shown = escape(&text);
+            proptest::prop_assert!(!shown.chars().any(is_unsafe));
+            proptest::prop_assert_eq!(unescape(&shown), Some(text));
+        }
     }
 }
