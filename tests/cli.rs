@@ -418,3 +418,37 @@ async fn run_fails_tasks_at_once_and_a_sighup_into_another_pool_registers_there(
     assert!(stderr.contains("registering afresh"), "{stderr}");
     assert!(stderr.contains("answered that it failed"), "{stderr}");
 }
+
+/// RUST_LOG is a level or `target=level` pairs; one that is not a filter is said, not
+/// silently dropped, and the configured level applies.
+#[tokio::test]
+async fn rust_log_filters_by_target_and_a_bad_one_is_reported() {
+    let master = DevMaster::with_fixture("master").await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let yaml = format!(
+        "master_host: 127.0.0.1\nmaster_port: {}\nsecurity:\n  tls:\n    enabled: true\n    skip_verify: true\n",
+        master.addr().port()
+    );
+    let path = write_config(&dir, &yaml);
+    let check = ["check", "--config", path.to_str().unwrap()];
+    let warning = "master identity NOT verified";
+
+    let out = det_agent(&check, &[("RUST_LOG", "det_agent=warn")]).await;
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(stderr.contains(warning), "{stderr}");
+    let out = det_agent(&check, &[("RUST_LOG", "det_agent=error")]).await;
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(!stderr.contains(warning), "{stderr}");
+
+    let out = det_agent(&check, &[("RUST_LOG", "det_agent=\x1b[2J")]).await;
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(
+        stderr.contains("RUST_LOG=\"det_agent=\\x1b[2J\" is not a log filter (")
+            && stderr.contains("it takes a level (debug) or target=level pairs (det_agent=debug,rustls=trace); logging at info instead"),
+        "{stderr}"
+    );
+    assert!(stderr.contains(warning), "{stderr}");
+}
