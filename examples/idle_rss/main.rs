@@ -7,9 +7,12 @@
 //! measures the release `det-agent` beside this example (`target/release/`, or under
 //! `CARGO_TARGET_DIR`); `DET_AGENT_BIN=PATH` measures another build. CA mode uses the host's
 //! bundle (/etc/ssl/certs/ca-certificates.crt) plus the test root, so the agent holds a
-//! real-sized trust store. The agent dials 127.0.0.1 unless HOST says otherwise: `localhost`
-//! measures a dial by name, as a node dials its master (the resolver's code and, with
-//! glibc, the resolver thread's malloc arena stay resident).
+//! real-sized trust store. The agent dials 127.0.0.1 unless HOST says otherwise: a name
+//! /etc/hosts maps to 127.0.0.1 (`$(hostname)` on most machines) measures a dial by name,
+//! as a node dials its master (the resolver's code and, with glibc, the resolver thread's
+//! malloc arena stay resident); the test certificate's name, `localhost`, is then verified
+//! (`master_cert_name`). `localhost` itself is never looked up (RFC 6761), so it measures
+//! no resolver.
 //!
 //! Then it says where the resident memory is, from /proc/PID/smaps: each file mapping (the
 //! binary's segments by permission, each shared library), anonymous memory (heap and
@@ -59,6 +62,9 @@ fn main() {
     let host = std::env::args().nth(3).unwrap_or_else(|| "127.0.0.1".to_owned());
     let mut agent = Command::new(&bin);
     agent.args(["run", "--master-host", &host, "--master-port", &addr.port().to_string(), "--security-tls-enabled"]);
+    if !matches!(host.as_str(), "127.0.0.1" | "localhost") && mode != "skip-verify" {
+        agent.args(["--security-tls-master-cert-name", "localhost"]);
+    }
     agent.env("RUST_LOG", "warn").stderr(Stdio::null());
     let bundle = std::env::temp_dir().join("det-agent-idle-rss-bundle.pem");
     match mode.as_str() {

@@ -104,7 +104,11 @@ mod tests {
         let other = |status| Refusal::Other { status, said: String::new() };
         let cases = [
             (
-                dial(DialError::Resolve { host: "m".into(), via_proxy: false, source: std::io::Error::other("x") }),
+                dial(DialError::Resolve {
+                    host: "m".into(),
+                    via_proxy: false,
+                    cause: crate::dial::ResolveError::Failed(std::io::Error::other("x")),
+                }),
                 Failure::Down,
             ),
             (dial(DialError::Unreachable { target: "m".into(), via_proxy: true }), Failure::Down),

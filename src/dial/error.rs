@@ -29,8 +29,8 @@ pub enum DialError {
         host: String,
         /// Whether it was the proxy's.
         via_proxy: bool,
-        /// The resolver's error.
-        source: std::io::Error,
+        /// Why.
+        cause: ResolveError,
     },
     /// No address accepted a TCP connection (the attempts say why, address by address).
     Unreachable {
@@ -63,6 +63,27 @@ pub enum DialError {
     },
 }
 
+/// Why a name gave no addresses.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ResolveError {
+    /// The system resolver's error (no such name, no name server).
+    Failed(std::io::Error),
+    /// No answer within the limit (the connect timeout).
+    TimedOut(Duration),
+}
+
+impl fmt::Display for ResolveError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ResolveError::Failed(error) => error.fmt(f),
+            ResolveError::TimedOut(after) => write!(f, "no answer from the resolver after {}", seconds(*after)),
+        }
+    }
+}
+
+impl std::error::Error for ResolveError {}
+
 impl DialError {
     /// The verifier's explanation, when the master's certificate was refused.
     pub fn rejection(&self) -> Option<&Rejection> {
@@ -76,9 +97,13 @@ impl DialError {
 impl fmt::Display for DialError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            DialError::Resolve { host, via_proxy, source } => {
+            DialError::Resolve { host, via_proxy, cause } => {
                 let whose = if *via_proxy { "the proxy " } else { "" };
-                write!(f, "cannot resolve {whose}{host}: {source}")
+                write!(f, "cannot resolve {whose}{host}: {cause}")?;
+                if let ResolveError::TimedOut(_) = cause {
+                    write!(f, "; check the resolver (/etc/resolv.conf) and that the name server answers, or use an IP address")?;
+                }
+                Ok(())
             }
             DialError::Unreachable { target, via_proxy: true } => {
                 write!(f, "cannot connect to the proxy {target} at any of its addresses; is it running?")

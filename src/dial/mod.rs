@@ -7,7 +7,9 @@
 //! verifier and server name. A refused or timed-out TCP connect, or a TLS handshake that
 //! fails for another reason than the certificate, moves on to the next address; a
 //! certificate the verifier refused ends the dial, since every address is the same
-//! master. Every stage is bounded by a timeout, and every address tried is reported.
+//! master. Every stage is bounded by a timeout (the name lookup and each TCP connect by
+//! the connect timeout, the proxy's answer and each handshake by the handshake timeout),
+//! and every address tried is reported.
 
 mod error;
 pub(crate) mod http;
@@ -28,14 +30,14 @@ use crate::text::seconds;
 use crate::tls::{HandshakeError, ReliedOn, TlsClient};
 use crate::x509::Fingerprint;
 
-pub use error::{DialError, DialFailure};
+pub use error::{DialError, DialFailure, ResolveError};
 pub use proxy::{Proxy, ProxyConfigError, ProxyEnv, ProxyError};
 pub use stream::Stream;
 
 /// How long each stage of a dial may take.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Timeouts {
-    /// One TCP connect (per address).
+    /// The name lookup, and one TCP connect (per address).
     pub connect: Duration,
     /// The proxy's CONNECT answer, and the TLS handshake (each, per address).
     pub handshake: Duration,
@@ -194,17 +196,10 @@ impl Dialer {
             None => (self.host.to_string(), self.port),
         };
         let fail = |attempts: Vec<Attempt>, error| Err(Box::new(DialFailure { attempts, error }));
-        let addresses: Vec<SocketAddr> = match host.parse::<IpAddr>() {
-            Ok(ip) => vec![SocketAddr::new(ip, port)],
-            Err(_) => {
-                let resolved = tokio::net::lookup_host((host.as_str(), port)).await.map(|found| found.collect());
-                match resolved {
-                    Ok(found) => found,
-                    Err(source) => {
-                        return fail(attempts, DialError::Resolve { host, via_proxy: proxy.is_some(), source })
-                    }
-                }
-            }
+        let lookup = tokio::net::lookup_host((host.as_str(), port));
+        let addresses = match resolve(&host, port, self.timeouts.connect, lookup).await {
+            Ok(found) => found,
+            Err(cause) => return fail(attempts, DialError::Resolve { host, via_proxy: proxy.is_some(), cause }),
         };
         self.dial_each(addresses, attempts).await
     }
@@ -281,6 +276,35 @@ impl Dialer {
     }
 }
 
+/// The addresses of `host`: an IP address as it is; `localhost` and its subdomains as the
+/// loopback addresses, without asking anyone (RFC 6761, section 6.3; curl and the browsers
+/// do the same), so a root without `/etc/hosts`, as in a `FROM scratch` image, still
+/// reaches a master on the same machine; any other name from `lookup`, bounded by `limit`.
+/// A lookup that outlives its limit is abandoned, not cancelled: the system resolver has
+/// no cancel, so its thread finishes on its own.
+async fn resolve(
+    host: &str,
+    port: u16,
+    limit: Duration,
+    lookup: impl std::future::Future<Output = std::io::Result<impl Iterator<Item = SocketAddr>>>,
+) -> Result<Vec<SocketAddr>, ResolveError> {
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Ok(vec![SocketAddr::new(ip, port)]);
+    }
+    let name = host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase();
+    if name == "localhost" || name.ends_with(".localhost") {
+        return Ok(vec![
+            SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), port),
+            SocketAddr::new(std::net::Ipv6Addr::LOCALHOST.into(), port),
+        ]);
+    }
+    match timeout(limit, lookup).await {
+        Ok(Ok(found)) => Ok(found.collect()),
+        Ok(Err(error)) => Err(ResolveError::Failed(error)),
+        Err(_) => Err(ResolveError::TimedOut(limit)),
+    }
+}
+
 fn tls_info(
     tls: &tokio_rustls::client::TlsStream<TcpStream>,
     name: &ServerName<'static>,
@@ -327,5 +351,32 @@ mod tests {
         assert!(outcomes[0].starts_with("connect failed"), "{outcomes:?}");
         assert_eq!((connection.attempts[1].address, outcomes[1].as_str()), (master.addr(), "connected"));
         assert_eq!(connection.peer.tls.unwrap().verified_name, "localhost");
+    }
+
+    /// A lookup that is never asked: resolving these would be a bug.
+    fn no_lookup() -> std::future::Ready<std::io::Result<std::vec::IntoIter<SocketAddr>>> {
+        panic!("the resolver was asked")
+    }
+
+    #[tokio::test]
+    async fn localhost_and_ip_addresses_resolve_without_a_lookup() {
+        let loopback: Vec<SocketAddr> = vec!["127.0.0.1:8443".parse().unwrap(), "[::1]:8443".parse().unwrap()];
+        let limit = Duration::from_secs(1);
+        for name in ["localhost", "LocalHost.", "master.localhost", "a.b.LOCALHOST"] {
+            assert_eq!(resolve(name, 8443, limit, async { no_lookup().await }).await.unwrap(), loopback, "{name}");
+        }
+        let ip = resolve("::1", 8443, limit, async { no_lookup().await }).await.unwrap();
+        assert_eq!(ip, vec!["[::1]:8443".parse::<SocketAddr>().unwrap()]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_lookup_that_hangs_ends_at_the_connect_timeout() {
+        let hangs = std::future::pending::<std::io::Result<std::vec::IntoIter<SocketAddr>>>();
+        let error = resolve("master.example.com", 8443, Duration::from_secs(10), hangs).await.unwrap_err();
+        assert_eq!(error.to_string(), "no answer from the resolver after 10 s");
+        // Names that merely end in "localhost" are looked up like any other.
+        let answered = std::future::ready(Ok(vec!["192.0.2.7:8443".parse::<SocketAddr>().unwrap()].into_iter()));
+        let found = resolve("notlocalhost", 8443, Duration::from_secs(10), answered).await.unwrap();
+        assert_eq!(found, vec!["192.0.2.7:8443".parse::<SocketAddr>().unwrap()]);
     }
 }

@@ -338,7 +338,11 @@ mod tests {
         let after = Duration::from_secs(10);
         let cases = [
             (
-                dial(DialError::Resolve { host: "m".into(), via_proxy: false, source: std::io::Error::other("x") }),
+                dial(DialError::Resolve {
+                    host: "m".into(),
+                    via_proxy: false,
+                    cause: crate::dial::ResolveError::Failed(std::io::Error::other("x")),
+                }),
                 "network_error/resolve",
             ),
             (dial(DialError::Unreachable { target: "m".into(), via_proxy: true }), "network_error/proxy_connect"),
