@@ -452,3 +452,53 @@ async fn rust_log_filters_by_target_and_a_bad_one_is_reported() {
     );
     assert!(stderr.contains(warning), "{stderr}");
 }
+
+/// Under bare skip_verify every connection logs that the master is not verified, with the
+/// certificate presented that time. A resumed TLS session would skip the verifier, and its
+/// warning, so skip_verify never resumes; pinned mode, the control, resumes the same
+/// reconnect (the restarted master keeps its TLS configuration, and so its session keys).
+#[tokio::test]
+async fn skip_verify_warns_on_every_connection_and_never_resumes() {
+    let (chain, key) = det_agent::dev_master::fixtures::identity("master");
+    let server = det_agent::dev_master::server_config(chain, key, None).unwrap();
+    let root = pki("root-ca.pem");
+    for (trust, resumes) in
+        [("    skip_verify: true\n".to_owned(), false), (format!("    master_cert: {}\n", root.display()), true)]
+    {
+        let mut master = DevMaster::start(([127, 0, 0, 1], 0).into(), server.clone()).await.unwrap();
+        let addr = master.addr();
+        let dir = tempfile::tempdir().unwrap();
+        let yaml = format!(
+            "master_host: 127.0.0.1\nmaster_port: {}\nagent_reconnect_backoff: 0.01\nagent_reconnect_backoff_max: 0.05\n\
+             security:\n  tls:\n    enabled: true\n{trust}",
+            addr.port()
+        );
+        let path = write_config(&dir, &yaml);
+        let child = spawn_run(&["--config", path.to_str().unwrap()]);
+        let mut handshakes = 0;
+        let mut count = |e: &Event| {
+            handshakes += usize::from(matches!(e, Event::Handshake { .. }));
+            matches!(e, Event::AgentStarted { .. })
+        };
+        until(&mut master, &mut count).await;
+        master.stop().await;
+        let mut master = DevMaster::start(addr, server.clone()).await.unwrap();
+        // This master holds no agent: it refuses the reconnect (500), and the agent
+        // registers afresh.
+        until(&mut master, &mut count).await;
+        signal(&child, "TERM").await;
+        let out = finish(child).await;
+        let (_, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(0), "{stderr}");
+        assert!(handshakes >= 3, "{handshakes} handshakes\n{stderr}");
+        if resumes {
+            assert!(stderr.contains("resumed=true"), "{stderr}");
+            assert!(!stderr.contains("NOT verified"), "{stderr}");
+        } else {
+            let warned = stderr.matches("master identity NOT verified (security.tls.skip_verify)").count();
+            let accepted = stderr.matches("TLS accepted WITHOUT verification (skip_verify)").count();
+            assert_eq!((warned, accepted), (handshakes, 2), "{stderr}");
+            assert!(!stderr.contains("TLS verified") && !stderr.contains("resumed"), "{stderr}");
+        }
+    }
+}

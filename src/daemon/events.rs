@@ -105,7 +105,8 @@ pub(super) fn log(event: &Event<'_>, fold: &mut Fold) {
     match event {
         Event::Connecting { target, reconnect, .. } => {
             let mode = target.config.mode_name();
-            let verified_name = target.config.tls.as_ref().map(|_| target.config.server_name().to_str().into_owned());
+            let verified_name = (target.config.tls.is_some() && mode != "skip-verify")
+                .then(|| target.config.server_name().to_str().into_owned());
             info!(target = %target.authority(), mode, verified_name, reconnect, "connecting");
         }
         Event::ConnectFailed { error, consecutive, .. } => fold.failed(&error.to_string(), *consecutive),
@@ -116,8 +117,13 @@ pub(super) fn log(event: &Event<'_>, fold: &mut Fold) {
             fold.recovered();
             if let Some(tls) = &peer.tls {
                 let proxy = peer.proxy.as_deref().unwrap_or("none");
-                info!(address = %peer.address, fingerprint = %tls.fingerprint, tls_version = %tls.version,
-                    verified_name = %tls.verified_name, resumed = tls.resumed, proxy, "TLS verified");
+                if target.config.mode_name() == "skip-verify" {
+                    warn!(address = %peer.address, fingerprint = %tls.fingerprint, tls_version = %tls.version,
+                        proxy, "TLS accepted WITHOUT verification (skip_verify): encrypted, but the master's identity is not checked");
+                } else {
+                    info!(address = %peer.address, fingerprint = %tls.fingerprint, tls_version = %tls.version,
+                        verified_name = %tls.verified_name, resumed = tls.resumed, proxy, "TLS verified");
+                }
             } else {
                 let proxy = peer.proxy.as_deref().unwrap_or("none");
                 warn!(address = %peer.address, proxy, "connected WITHOUT TLS: not encrypted, master not verified");

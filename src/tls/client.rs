@@ -63,7 +63,12 @@ impl TlsClient {
         let source = if tls.master_cert_name.is_some() { NameSource::MasterCertName } else { NameSource::DialedHost };
         let verifier =
             MasterVerifier::new(&tls.trust, source, provider.clone()).with_key_pins(tls.master_key_pins.clone());
-        TlsClient::with_verifier(verifier, tls.client_identity.as_ref(), provider)
+        let client = TlsClient::with_verifier(verifier, tls.client_identity.as_ref(), provider)?;
+        // Bare skip_verify: a resumed session skips the verifier, and with it the warning
+        // that the master is not verified, which must be logged for every connection,
+        // with the certificate presented this time. Resumption saves nothing worth that.
+        let unverified = matches!(tls.trust, crate::config::Trust::SkipVerify) && tls.master_key_pins.is_empty();
+        Ok(if unverified { client.without_resumption() } else { client })
     }
 
     /// Like [`new`](Self::new), with a verifier you built (custom anchors in tests and
@@ -113,7 +118,8 @@ impl TlsClient {
     }
 
     /// The same client with session resumption off, so every handshake is a full one
-    /// (for measuring what a first connect, or one after a master restart, costs).
+    /// (bare skip_verify, so its warning is never skipped; and for measuring what a first
+    /// connect, or one after a master restart, costs).
     pub fn without_resumption(mut self) -> TlsClient {
         let mut config = (*self.config).clone();
         config.resumption = rustls::client::Resumption::disabled();
