@@ -132,7 +132,10 @@ async fn registers_with_encoded_values_and_the_configured_name_as_sni() {
         tls.fingerprint.to_string(),
         det_agent::x509::Fingerprint::of(&fixtures::certs("master.pem")[0]).to_string()
     );
-    assert_eq!(link.options().master_info["cluster_id"], master.info()["cluster_id"]);
+    assert_eq!(
+        link.options().master_info.parse::<serde_json::Value>().unwrap()["cluster_id"],
+        master.info()["cluster_id"]
+    );
     match until(&mut master, |e| matches!(e, Event::Handshake { .. })).await {
         Event::Handshake { sni, .. } => assert_eq!(sni.as_deref(), Some("master.det.test")),
         _ => unreachable!(),

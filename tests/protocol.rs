@@ -251,7 +251,7 @@ fn the_masters_messages_decode_from_the_go_encoding() {
         panic!("not StartContainer")
     };
     assert_eq!((container.id.as_str(), container.state, container.devices.len()), ("7d1c", State::Assigned, 1));
-    assert_eq!(spec["TaskType"], "COMMAND");
+    assert_eq!(spec.parse::<serde_json::Value>().unwrap()["TaskType"], "COMMAND");
     let signal = r#"{"MasterSetAgentOptions":null,"StartContainer":null,"SignalContainer":{"ContainerID":"7d1c","Signal":9},"AgentShutdown":null}"#;
     assert_eq!(
         FromMaster::decode(signal).unwrap(),

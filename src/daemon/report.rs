@@ -142,7 +142,7 @@ impl Reporters {
             self.metrics.certificate(None, self.mode);
         }
         self.check_expiry();
-        let info: crate::link::MasterInfo = serde_json::from_value(options.master_info.clone()).unwrap_or_default();
+        let info: crate::link::MasterInfo = options.master_info.parse().unwrap_or_default();
         match crate::state_file::write(&self.state_file, &info, config) {
             Ok(_) => info!(state_file = %self.state_file.display(), cluster_id = %info.cluster_id,
                 master_id = %info.master_id, "recorded the master's identity for task-env"),
@@ -252,7 +252,7 @@ mod tests {
     use super::*;
     use crate::config::{Host, PinnedCerts, TlsConfig, Trust};
     use crate::dev_master::fixtures;
-    use crate::link::{LinkSettings, MasterSetAgentOptions, Peer, ProxyEnv, TlsInfo};
+    use crate::link::{LinkSettings, MasterSetAgentOptions, Peer, ProxyEnv, RawJson, TlsInfo};
     use crate::tls::{CertSource, ReliedOn, Role};
     use crate::x509::{CertSummary, Fingerprint};
 
@@ -350,7 +350,8 @@ mod tests {
         let peer = peer();
         let info =
             serde_json::json!({"version": "0.38.0", "cluster_id": "c-1", "master_id": "m-1", "cluster_name": "prod"});
-        let options = MasterSetAgentOptions { master_info: info, ..MasterSetAgentOptions::default() };
+        let options =
+            MasterSetAgentOptions { master_info: RawJson::of(&info).unwrap(), ..MasterSetAgentOptions::default() };
         let mut reporters = Reporters::new(&target, Arc::new(Notifier::disabled()), Metrics::disabled());
         reporters.event(&Event::Registered {
             attempt: 1,

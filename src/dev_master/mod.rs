@@ -285,6 +285,8 @@ impl DevMaster {
         container.devices = devices.into_iter().take(1).collect();
         container.description = "dev-master-task".to_owned();
         let spec = serde_json::json!({"TaskType": "COMMAND", "PullSpec": {"ForcePull": false, "Registry": null}});
+        // A json! value always serializes.
+        let spec = crate::link::RawJson::of(&spec).unwrap_or_default();
         let start = FromMaster::StartContainer(StartContainer { container: container.clone(), spec });
         commands.send(registry::Command::Send(start)).ok()?;
         let container_id = container.id.clone();

@@ -23,7 +23,7 @@ pub use crate::config::DEFAULT_MAX_MESSAGE_SIZE;
 pub use crate::dial::{Peer, ProxyEnv, TlsInfo};
 pub use connect::connect;
 pub use error::{Bound, Ended, LinkError, LinkFailure, Outgoing, SaidIn, Stage, Violation};
-pub use protocol::{AgentStarted, Device, FromMaster, MasterInfo, MasterSetAgentOptions, ToMaster};
+pub use protocol::{AgentStarted, Device, FromMaster, MasterInfo, MasterSetAgentOptions, RawJson, ToMaster};
 pub use refusal::Refusal;
 pub use run::{Link, Tap};
 pub use target::{Registration, Target};

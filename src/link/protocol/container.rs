@@ -360,7 +360,7 @@ pub struct StartContainer {
     pub container: Container,
     /// How to run it (`cproto.Spec`: Docker's configuration, kept as sent).
     #[serde(default)]
-    pub spec: Value,
+    pub spec: super::RawJson,
 }
 
 /// `aproto.SignalContainer`: the master signals a container (it only ever sends 9, SIGKILL).

@@ -9,9 +9,12 @@
 
 mod container;
 mod device;
+mod envelope;
+mod raw;
 mod report;
 
 use serde::{Deserialize, Serialize};
+use serde_json::value::RawValue;
 use serde_json::Value;
 
 use crate::text::Untrusted;
@@ -21,6 +24,7 @@ pub use container::{
     ContainerStateChanged, ContainerStopped, FailureType, ShapeError, SignalContainer, StartContainer, State,
 };
 pub use device::Device;
+pub use raw::RawJson;
 pub use report::{ContainerLog, ContainerStatsRecord, RunMessage, StdType, TaskStats, TaskType, Timestamp};
 
 /// Determined's `aproto.ErrAgentMustReconnect`: how the master says an agent it no
@@ -90,19 +94,20 @@ pub enum DecodeError {
 }
 
 /// `MasterSetAgentOptions`. `MasterInfo` and `LoggingOptions` are kept as the master
-/// sent them: the link does not interpret the master's settings, the application may.
+/// sent them (as text: [`RawJson`]): the link does not interpret the master's settings,
+/// the application may.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "PascalCase")]
 pub struct MasterSetAgentOptions {
     /// `MasterInfo` (cluster ID, version, …).
     #[serde(default)]
-    pub master_info: Value,
+    pub master_info: RawJson,
     /// `LoggingOptions`.
     #[serde(default)]
-    pub logging_options: Value,
+    pub logging_options: RawJson,
     /// Containers the master expects this agent to reattach (`null` on a fresh
-    /// registration).
-    #[serde(default, deserialize_with = "null_as_empty")]
+    /// registration; at most [`MAX_LISTED`]).
+    #[serde(default, deserialize_with = "bounded_list")]
     pub containers_to_reattach: Vec<ContainerReattach>,
 }
 
@@ -269,21 +274,50 @@ fn envelope(kind: &str, body: serde_json::Result<String>) -> String {
 
 /// The first of `known` set (non-null) in the frame's object, in `known`'s order, as Go
 /// decodes its envelope structs: unknown names are ignored, and an object with none of
-/// `known` set is no message.
-fn first_known(text: &str, known: &[&'static str]) -> Result<(&'static str, Value), DecodeError> {
-    let value: Value = serde_json::from_str(text).map_err(DecodeError::NotJson)?;
-    let Value::Object(mut object) = value else { return Err(DecodeError::NotAnObject) };
-    for name in known {
-        if let Some(body) = object.remove(*name).filter(|v| !v.is_null()) {
-            return Ok((name, body));
-        }
+/// `known` set is no message. The bodies are slices of `text`: see [`envelope`].
+fn first_known<'a>(text: &'a str, known: &[&'static str]) -> Result<(&'static str, &'a RawValue), DecodeError> {
+    let envelope = envelope::Envelope::read(text, known)?;
+    match envelope.first_set() {
+        Some(found) => Ok(found),
+        None => Err(DecodeError::NoKnownMessage { names: envelope.others }),
     }
-    let names = object.into_iter().filter(|(_, v)| !v.is_null()).map(|(k, _)| k).collect();
-    Err(DecodeError::NoKnownMessage { names })
 }
 
-fn shape<T: serde::de::DeserializeOwned>(name: &'static str, body: Value) -> Result<T, DecodeError> {
-    serde_json::from_value(body).map_err(|error| DecodeError::Shape { name, error })
+fn shape<T: serde::de::DeserializeOwned>(name: &'static str, body: &RawValue) -> Result<T, DecodeError> {
+    serde_json::from_str(body.get()).map_err(|error| DecodeError::Shape { name, error })
+}
+
+/// Most entries a list from the master may hold (`ContainersToReattach`): far more
+/// containers than one node runs, and a bound on what a hostile frame can make det-agent
+/// allocate (each entry costs several times its text once read).
+pub const MAX_LISTED: usize = 65_536;
+
+/// A list of at most [`MAX_LISTED`] entries; `null` is empty.
+fn bounded_list<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Vec<T>, D::Error> {
+    struct Bounded<T>(std::marker::PhantomData<T>);
+    impl<'de, T: Deserialize<'de>> serde::de::Visitor<'de> for Bounded<T> {
+        type Value = Vec<T>;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            write!(f, "a list of at most {MAX_LISTED} entries, or null")
+        }
+        fn visit_none<E>(self) -> Result<Vec<T>, E> {
+            Ok(Vec::new())
+        }
+        fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Vec<T>, D::Error> {
+            d.deserialize_seq(self)
+        }
+        fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<T>, A::Error> {
+            let mut list = Vec::new();
+            while let Some(entry) = seq.next_element()? {
+                if list.len() == MAX_LISTED {
+                    return Err(serde::de::Error::custom(format!("more than {MAX_LISTED} entries in a list")));
+                }
+                list.push(entry);
+            }
+            Ok(list)
+        }
+    }
+    d.deserialize_option(Bounded(std::marker::PhantomData))
 }
 
 fn null_as_empty<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Vec<T>, D::Error> {
@@ -298,7 +332,7 @@ mod tests {
     fn decodes_the_go_encoding_with_null_siblings() {
         let text = r#"{"MasterSetAgentOptions":{"MasterInfo":{"version":"0.38.0"},"LoggingOptions":{},"ContainersToReattach":null},"StartContainer":null}"#;
         let FromMaster::SetAgentOptions(opts) = FromMaster::decode(text).unwrap() else { panic!() };
-        assert_eq!(opts.master_info["version"], "0.38.0");
+        assert_eq!(opts.master_info.parse::<Value>().unwrap()["version"], "0.38.0");
         assert!(opts.containers_to_reattach.is_empty());
         let start = FromMaster::decode(
             r#"{"MasterSetAgentOptions":null,"StartContainer":{"Container":{"id":"c1","state":"ASSIGNED","devices":null},"Spec":{}}}"#,
@@ -323,6 +357,48 @@ mod tests {
         let err =
             FromMaster::decode(r#"{"SignalContainer":{"ContainerID":"\u001b[2J","Signal":"x\u001b"}}"#).unwrap_err();
         assert!(!err.to_string().contains('\u{1b}'), "{err}");
+    }
+
+    #[test]
+    fn a_repeated_name_keeps_its_last_body_as_go_does() {
+        let start = r#"{"Container":{"id":"c1","state":"ASSIGNED"},"Spec":{"a":[1, 2]}}"#;
+        let text = format!(r#"{{"StartContainer":null,"StartContainer":{start},"SignalContainer":null}}"#);
+        let FromMaster::StartContainer(s) = FromMaster::decode(&text).unwrap() else { panic!("{text}") };
+        assert_eq!((s.container.id.as_str(), s.spec.get()), ("c1", r#"{"a":[1, 2]}"#));
+        // A later null unsets it; an escaped name is the same name.
+        let text = format!(r#"{{"StartContainer":{start},"StartContainer":null}}"#);
+        assert!(matches!(FromMaster::decode(&text), Err(DecodeError::NoKnownMessage { .. })), "{text}");
+        let text = r#" {"AgentShutdow\u006e":{"ErrMsg":"bye"}} "#;
+        assert_eq!(FromMaster::decode(text).unwrap(), FromMaster::Shutdown { err_msg: "bye".to_owned() });
+    }
+
+    #[test]
+    fn an_error_names_a_few_unknown_names_and_never_the_whole_frame() {
+        let long = "N".repeat(10_000);
+        let mut text = format!(r#"{{"{long}":1"#);
+        for i in 0..100 {
+            text.push_str(&format!(r#","X{i}":{{}}"#));
+        }
+        text.push('}');
+        let Err(DecodeError::NoKnownMessage { names }) = FromMaster::decode(&text) else { panic!() };
+        assert_eq!(names.len(), 8);
+        assert_eq!(names[0], format!("{}…", "N".repeat(64)));
+        assert_eq!(names[1..], ["X0", "X1", "X2", "X3", "X4", "X5", "X6"]);
+    }
+
+    #[test]
+    fn a_reattach_list_is_bounded() {
+        let entry = r#"{"Container":{}}"#;
+        let list = |n: usize| vec![entry; n].join(",");
+        let frame = |n: usize| format!(r#"{{"MasterSetAgentOptions":{{"ContainersToReattach":[{}]}}}}"#, list(n));
+        let FromMaster::SetAgentOptions(o) = FromMaster::decode(&frame(MAX_LISTED)).unwrap() else { panic!() };
+        assert_eq!(o.containers_to_reattach.len(), MAX_LISTED);
+        let err = FromMaster::decode(&frame(MAX_LISTED + 1)).unwrap_err();
+        assert!(
+            err.to_string()
+                .starts_with("MasterSetAgentOptions has an unexpected shape: more than 65536 entries in a list"),
+            "{err}"
+        );
     }
 
     #[test]
