@@ -442,15 +442,29 @@ async fn rust_log_filters_by_target_and_a_bad_one_is_reported() {
     assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
     assert!(!stderr.contains(warning), "{stderr}");
 
-    let out = det_agent(&check, &[("RUST_LOG", "det_agent=\x1b[2J")]).await;
-    let (stdout, stderr) = text(&out);
-    assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
-    assert!(
-        stderr.contains("RUST_LOG=\"det_agent=\\x1b[2J\" is not a log filter (")
-            && stderr.contains("it takes a level (debug) or target=level pairs (det_agent=debug,rustls=trace); logging at info instead"),
-        "{stderr}"
-    );
+    // A target without a bare level keeps the configured level for every other target.
+    let out = det_agent(&check, &[("RUST_LOG", "rustls=error")]).await;
+    let (_, stderr) = text(&out);
     assert!(stderr.contains(warning), "{stderr}");
+
+    // Not filters: tracing's own parser would read "warning" or "det-agent" as a target
+    // at TRACE and silence everything else, this warning included.
+    for (value, why) in [
+        ("det_agent=\x1b[2J", "\"\\x1b[2J\" is not a level (off, error, warn, info, debug, trace)"),
+        ("warning", "\"warning\" is not a level (off, error, warn, info, debug, trace)"),
+        ("det-agent=debug", "\"det-agent\" is not a target (a Rust module path such as det_agent or rustls::client)"),
+    ] {
+        let out = det_agent(&check, &[("RUST_LOG", value)]).await;
+        let (stdout, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+        let expected = format!(
+            "RUST_LOG={} is not a log filter: {why}; it takes a level (debug) and target=level pairs \
+             (det_agent=debug,rustls=trace); logging at info instead",
+            det_agent::text::quoted(value)
+        );
+        assert!(stderr.contains(&expected), "{expected}\n{stderr}");
+        assert!(stderr.contains(warning), "{stderr}");
+    }
 }
 
 /// Under bare skip_verify every connection logs that the master is not verified, with the
