@@ -74,6 +74,15 @@ pub fn quoted(text: &str) -> String {
     format!("\"{}\"", escape(text).replace('"', "\\\""))
 }
 
+/// `text` cut to its first `max` characters, saying how long it was: what an error shows of
+/// a text a peer chose, which may be as long as a whole message.
+pub fn clip(text: &str, max: usize) -> Cow<'_, str> {
+    match text.char_indices().nth(max) {
+        None => Cow::Borrowed(text),
+        Some((end, _)) => Cow::Owned(format!("{}… (cut; {} in all)", &text[..end], bytes(text.len() as u64))),
+    }
+}
+
 /// A size for people: `1 MiB`, `16 KiB`, `300 bytes`.
 pub fn bytes(n: u64) -> String {
     match n {
@@ -229,6 +238,12 @@ mod tests {
         // Past U+FFFF: eight digits, so "\u{e0041}1" cannot read as U+E004 then "11".
         assert_eq!(escape("a\u{e0041}1"), "a\\U000e00411");
         assert_ne!(escape("\u{e0041}1"), escape("\u{e004}11"));
+    }
+
+    #[test]
+    fn clip_keeps_short_text_and_says_how_long_long_text_was() {
+        assert!(matches!(clip("short", 5), Cow::Borrowed("short")));
+        assert_eq!(clip("ééééé", 2), "éé… (cut; 10 bytes in all)");
     }
 
     #[test]

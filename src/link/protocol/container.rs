@@ -17,7 +17,6 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value};
 
 use super::device::Device;
-use super::null_as_empty;
 
 /// A container's state (`cproto.State`); a container moves only forwards:
 /// `ASSIGNED → PULLING → STARTING → RUNNING`, and from any of them to `TERMINATED`.
@@ -78,8 +77,8 @@ pub struct Container {
     /// Its state.
     #[serde(default)]
     pub state: State,
-    /// The devices assigned to it.
-    #[serde(default, deserialize_with = "null_as_empty")]
+    /// The devices assigned to it (at most [`MAX_LISTED`](super::MAX_LISTED)).
+    #[serde(default, deserialize_with = "super::bounded_list")]
     pub devices: Vec<Device>,
     /// What the master says it is for (mapped to Docker labels by the Go agent).
     #[serde(default)]

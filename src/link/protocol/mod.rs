@@ -6,6 +6,14 @@
 //! Both directions are typed. The master panics on a message name it does not decode
 //! (`master/internal/rm/agentrm/agent.go`, `HandleIncomingWebsocketMessage`), so
 //! [`ToMaster`] can only hold the four it handles, each in a shape it accepts.
+//!
+//! Reading is stricter than Go's `encoding/json` in ways a Determined master never meets,
+//! since Go's encoder never writes them: a name repeated inside a message's body, or a
+//! `null` where Go's field is a plain string, is refused as a shape error (Go keeps the
+//! last value, and reads `null` as ""), and names match exactly (Go also accepts them in
+//! another case). The envelope itself follows Go: the last of a repeated name wins.
+//! What the master chose to write is bounded in what it costs (lists at most
+//! [`MAX_LISTED`] long, text shown and kept cut to 512 characters).
 
 mod container;
 mod device;
@@ -72,7 +80,7 @@ pub enum ToMaster {
 #[non_exhaustive]
 pub enum DecodeError {
     /// Not JSON at all.
-    #[error("the frame is not JSON ({})", crate::text::escape(&.0.to_string()))]
+    #[error("the frame is not JSON ({})", serde_words(.0))]
     NotJson(serde_json::Error),
     /// JSON, but not an object (`null` included).
     #[error("the frame is not a JSON object")]
@@ -84,7 +92,7 @@ pub enum DecodeError {
         names: Vec<String>,
     },
     /// A known message with a shape this side does not accept.
-    #[error("{name} has an unexpected shape: {}", crate::text::escape(&.error.to_string()))]
+    #[error("{name} has an unexpected shape: {}", serde_words(.error))]
     Shape {
         /// The message.
         name: &'static str,
@@ -92,6 +100,16 @@ pub enum DecodeError {
         error: serde_json::Error,
     },
 }
+
+/// serde_json's account of what was wrong, escaped and cut: it quotes the offending value,
+/// which the master chose and which may be as long as the frame.
+fn serde_words(error: &serde_json::Error) -> String {
+    crate::text::escape(&crate::text::clip(&error.to_string(), SHOWN)).into_owned()
+}
+
+/// Most characters of the master's own text (a parse error's quote, `AgentShutdown`'s
+/// `ErrMsg`) kept and shown.
+const SHOWN: usize = 512;
 
 /// `MasterSetAgentOptions`. `MasterInfo` and `LoggingOptions` are kept as the master
 /// sent them (as text: [`RawJson`]): the link does not interpret the master's settings,
@@ -199,7 +217,8 @@ impl FromMaster {
                     #[serde(rename = "ErrMsg", default)]
                     err_msg: String,
                 }
-                shape::<AgentShutdown>(name, body).map(|s| FromMaster::Shutdown { err_msg: s.err_msg })
+                shape::<AgentShutdown>(name, body)
+                    .map(|s| FromMaster::Shutdown { err_msg: crate::text::clip(&s.err_msg, SHOWN).into_owned() })
             }
         }
     }
@@ -399,6 +418,17 @@ mod tests {
                 .starts_with("MasterSetAgentOptions has an unexpected shape: more than 65536 entries in a list"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn the_masters_long_texts_are_cut_in_what_is_kept_and_shown() {
+        let long = "x".repeat(1 << 20);
+        let text = format!(r#"{{"AgentShutdown":{{"ErrMsg":"{long}"}}}}"#);
+        let FromMaster::Shutdown { err_msg } = FromMaster::decode(&text).unwrap() else { panic!() };
+        assert_eq!(err_msg, format!("{}… (cut; 1 MiB in all)", "x".repeat(512)));
+        let text = format!(r#"{{"SignalContainer":{{"ContainerID":"c","Signal":"{long}"}}}}"#);
+        let shown = FromMaster::decode(&text).unwrap_err().to_string();
+        assert!(shown.len() < 700 && shown.contains("… (cut; "), "{} bytes: {}", shown.len(), &shown[..200]);
     }
 
     #[test]
