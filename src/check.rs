@@ -324,7 +324,8 @@ impl Report {
             target: crate::config::authority(&config.master_host, config.master_port),
             proxy: None,
             attempts: Vec::new(),
-            verified_name: tls_on.then(|| server_name.to_str().into_owned()),
+            // Under skip_verify (key pins or not) no name is checked.
+            verified_name: config.tls.as_ref().filter(|t| t.checks_names()).map(|_| server_name.to_str().into_owned()),
             sni_sent: tls_on && matches!(server_name, rustls_pki_types::ServerName::DnsName(_)),
             tls_version: None,
             cipher_suite: None,

@@ -192,7 +192,13 @@ pub async fn run(out: &mut dyn Write) -> std::io::Result<bool> {
                 (false, None) => "failed".to_owned(),
             };
             let result = if *ok { result } else { format!("{result}  << UNEXPECTED") };
-            [s.title.to_owned(), r.mode.to_owned(), dialed(r), r.verified_name.clone().unwrap_or_default(), result]
+            [
+                s.title.to_owned(),
+                r.mode.to_owned(),
+                dialed(r),
+                r.verified_name.clone().unwrap_or_else(|| "(not checked)".to_owned()),
+                result,
+            ]
         })
         .collect();
     let widths: Vec<usize> = (0..5)

@@ -179,6 +179,7 @@ async fn demo_runs_every_scenario_as_expected() {
     assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
     assert!(stdout.contains("every scenario ended as expected"), "{stdout}");
     assert!(stdout.contains("rejected: unknown_issuer") && stdout.contains("accepted, NOT verified"), "{stdout}");
+    assert!(stdout.contains("| (not checked)   | authenticated by key pin"), "{stdout}");
 }
 
 /// Starts `det-agent run ARGS` with a clean DET_* environment.
@@ -437,6 +438,8 @@ async fn rust_log_filters_by_target_and_a_bad_one_is_reported() {
     let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
     assert!(stderr.contains(warning), "{stderr}");
+    // skip_verify checks no name, so check shows none as verified.
+    assert!(!stdout.contains("verified name"), "{stdout}");
     let out = det_agent(&check, &[("RUST_LOG", "det_agent=error")]).await;
     let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
@@ -476,9 +479,13 @@ async fn skip_verify_warns_on_every_connection_and_never_resumes() {
     let (chain, key) = det_agent::dev_master::fixtures::identity("master");
     let server = det_agent::dev_master::server_config(chain, key, None).unwrap();
     let root = pki("root-ca.pem");
-    for (trust, resumes) in
-        [("    skip_verify: true\n".to_owned(), false), (format!("    master_cert: {}\n", root.display()), true)]
-    {
+    let pin = det_agent::x509::KeyPin::of_cert(&det_agent::dev_master::fixtures::certs("master.pem")[0]).unwrap();
+    for (trust, resumes) in [
+        ("    skip_verify: true\n".to_owned(), false),
+        (format!("    master_cert: {}\n", root.display()), true),
+        // Key-pin mode is authenticated (by the key, not a name): it resumes.
+        (format!("    skip_verify: true\n    master_key_pins: [{pin}]\n"), true),
+    ] {
         let mut master = DevMaster::start(([127, 0, 0, 1], 0).into(), server.clone()).await.unwrap();
         let addr = master.addr();
         let dir = tempfile::tempdir().unwrap();
@@ -508,6 +515,10 @@ async fn skip_verify_warns_on_every_connection_and_never_resumes() {
         if resumes {
             assert!(stderr.contains("resumed=true"), "{stderr}");
             assert!(!stderr.contains("NOT verified"), "{stderr}");
+            // No name is checked in key-pin mode, so none is logged as verified.
+            let key_pin = trust.contains("master_key_pins");
+            assert_eq!(stderr.contains("TLS verified by key pin (names not checked)"), key_pin, "{stderr}");
+            assert_eq!(stderr.contains("verified_name"), !key_pin, "{stderr}");
         } else {
             let warned = stderr.matches("master identity NOT verified (security.tls.skip_verify)").count();
             let accepted = stderr.matches("TLS accepted WITHOUT verification (skip_verify)").count();

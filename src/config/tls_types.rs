@@ -31,6 +31,17 @@ impl TlsConfig {
         TlsConfig { trust, master_cert_name: None, client_identity: None, master_key_pins: Vec::new() }
     }
 
+    /// Whether the master's certificate is checked against a name: not under
+    /// skip_verify, with or without key pins (a pin authenticates the key, not a name).
+    pub fn checks_names(&self) -> bool {
+        !matches!(self.trust, Trust::SkipVerify)
+    }
+
+    /// Whether nothing authenticates the master: skip_verify without key pins.
+    pub fn unauthenticated(&self) -> bool {
+        matches!(self.trust, Trust::SkipVerify) && self.master_key_pins.is_empty()
+    }
+
     /// The trust mode's short name, `key-pin` for skip_verify with pins.
     pub fn mode_name(&self) -> &'static str {
         match (&self.trust, self.master_key_pins.is_empty()) {

@@ -7,6 +7,7 @@ use std::time::Duration;
 use tracing::{error, info, warn};
 
 use crate::backoff::Failure;
+use crate::config::TlsConfig;
 use crate::dial::Peer;
 use crate::link::{Ended, LinkError, MasterSetAgentOptions, SaidIn, Target};
 
@@ -105,7 +106,7 @@ pub(super) fn log(event: &Event<'_>, fold: &mut Fold) {
     match event {
         Event::Connecting { target, reconnect, .. } => {
             let mode = target.config.mode_name();
-            let verified_name = (target.config.tls.is_some() && mode != "skip-verify")
+            let verified_name = (target.config.tls.as_ref().is_some_and(TlsConfig::checks_names))
                 .then(|| target.config.server_name().to_str().into_owned());
             info!(target = %target.authority(), mode, verified_name, reconnect, "connecting");
         }
@@ -117,9 +118,13 @@ pub(super) fn log(event: &Event<'_>, fold: &mut Fold) {
             fold.recovered();
             if let Some(tls) = &peer.tls {
                 let proxy = peer.proxy.as_deref().unwrap_or("none");
-                if target.config.mode_name() == "skip-verify" {
+                let config = target.config.tls.as_ref();
+                if config.is_some_and(TlsConfig::unauthenticated) {
                     warn!(address = %peer.address, fingerprint = %tls.fingerprint, tls_version = %tls.version,
                         proxy, "TLS accepted WITHOUT verification (skip_verify): encrypted, but the master's identity is not checked");
+                } else if !config.is_some_and(TlsConfig::checks_names) {
+                    info!(address = %peer.address, fingerprint = %tls.fingerprint, tls_version = %tls.version,
+                        resumed = tls.resumed, proxy, "TLS verified by key pin (names not checked)");
                 } else {
                     info!(address = %peer.address, fingerprint = %tls.fingerprint, tls_version = %tls.version,
                         verified_name = %tls.verified_name, resumed = tls.resumed, proxy, "TLS verified");
