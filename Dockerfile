@@ -11,11 +11,16 @@
 # The build context is that one file (.dockerignore): with another CARGO_TARGET_DIR, copy
 # the binary to target/x86_64-unknown-linux-musl/dist/det-agent first.
 #
-# Run it with the node's configuration mounted read-only, on the host's network (the agent
-# dials out only):
+# Run it with the node's configuration mounted read-only, and its state folder (the master's
+# identity for `det-agent task-env`: /var/lib/det-agent/master.json) writable by the image's
+# user, on the host's network (the agent dials out only):
 #
+#   mkdir -p /var/lib/det-agent && chown 65532:65532 /var/lib/det-agent
 #   docker run -d --name det-agent --restart unless-stopped --network host \
-#     -v /etc/determined:/etc/determined:ro det-agent run
+#     -v /etc/determined:/etc/determined:ro -v /var/lib/det-agent:/var/lib/det-agent \
+#     det-agent run
+#
+# COPY --chmod needs BuildKit (the default builder since Docker 23).
 #
 # CI cannot run Docker; .ci/chroot-demo runs `det-agent demo` with this binary in an empty
 # root as this image's user, which stands in for `docker run det-agent demo`.

@@ -68,6 +68,9 @@ pub async fn serve(listener: TcpListener, metrics: Metrics) {
     }
 }
 
+/// Reports a connection task that panicked. Only builds that unwind get here (tests and
+/// debug builds): the release and deployment profiles abort on panic, so there a panic
+/// ends the daemon, and systemd or the container runtime restarts it.
 fn reap(done: Result<(), tokio::task::JoinError>) {
     if let Err(error) = done {
         if error.is_panic() {
