@@ -44,7 +44,13 @@ fn is_unsafe(c: char) -> bool {
         // Other format characters (Unicode category Cf): prepended marks that fold into
         // the next character.
         | '\u{600}'..='\u{605}' | '\u{6dd}' | '\u{70f}' | '\u{890}' | '\u{891}' | '\u{8e2}'
-        | '\u{110bd}' | '\u{110cd}' | '\u{13430}'..='\u{1343f}')
+        | '\u{110bd}' | '\u{110cd}' | '\u{13430}'..='\u{1343f}'
+        // Spaces other than U+0020, which read as one: "master example" with a no-break
+        // space is another name than with a space.
+        | '\u{a0}' | '\u{1680}' | '\u{2000}'..='\u{200a}' | '\u{202f}' | '\u{205f}' | '\u{3000}'
+        // Noncharacters: never text, so never shown as if they were.
+        | '\u{fdd0}'..='\u{fdef}')
+        || (u32::from(c) & 0xfffe) == 0xfffe
 }
 
 /// `text` with every unsafe character (and the backslash) written as a visible escape;
@@ -238,6 +244,8 @@ mod tests {
         // Past U+FFFF: eight digits, so "\u{e0041}1" cannot read as U+E004 then "11".
         assert_eq!(escape("a\u{e0041}1"), "a\\U000e00411");
         assert_ne!(escape("\u{e0041}1"), escape("\u{e004}11"));
+        // Spaces that read as U+0020, and noncharacters.
+        assert_eq!(escape("a\u{a0}b\u{3000}c\u{fffe}\u{10ffff}"), "a\\xa0b\\u3000c\\ufffe\\U0010ffff");
     }
 
     #[test]
