@@ -82,7 +82,14 @@ impl fmt::Display for ResolveError {
     }
 }
 
-impl std::error::Error for ResolveError {}
+impl std::error::Error for ResolveError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            ResolveError::Failed(error) => Some(error),
+            ResolveError::TimedOut(_) => None,
+        }
+    }
+}
 
 impl DialError {
     /// The verifier's explanation, when the master's certificate was refused.

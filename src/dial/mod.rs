@@ -189,6 +189,19 @@ impl Dialer {
     /// # Errors
     /// Why no address gave a verified connection, with every address tried.
     pub async fn dial(&self) -> Result<Connection, Box<DialFailure>> {
+        let lookup = |host: String, port| async move {
+            tokio::net::lookup_host((host.as_str(), port)).await.map(|found| found.collect::<Vec<_>>().into_iter())
+        };
+        self.dial_looking_up(lookup).await
+    }
+
+    /// [`dial`](Self::dial), with `lookup` as the system resolver (a test's stand-in).
+    async fn dial_looking_up<F, L, A>(&self, lookup: F) -> Result<Connection, Box<DialFailure>>
+    where
+        F: FnOnce(String, u16) -> L,
+        L: std::future::Future<Output = std::io::Result<A>>,
+        A: Iterator<Item = SocketAddr>,
+    {
         let attempts = Vec::new();
         let proxy = self.proxy();
         let (host, port) = match proxy {
@@ -196,7 +209,7 @@ impl Dialer {
             None => (self.host.to_string(), self.port),
         };
         let fail = |attempts: Vec<Attempt>, error| Err(Box::new(DialFailure { attempts, error }));
-        let lookup = tokio::net::lookup_host((host.as_str(), port));
+        let lookup = lookup(host.clone(), port);
         let addresses = match resolve(&host, port, self.timeouts.connect, lookup).await {
             Ok(found) => found,
             Err(cause) => return fail(attempts, DialError::Resolve { host, via_proxy: proxy.is_some(), cause }),
@@ -367,6 +380,22 @@ mod tests {
         }
         let ip = resolve("::1", 8443, limit, async { no_lookup().await }).await.unwrap();
         assert_eq!(ip, vec!["[::1]:8443".parse::<SocketAddr>().unwrap()]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_dial_whose_lookup_hangs_ends_at_the_connect_timeout() {
+        let config = Config::new(Host::parse("master.example.com").unwrap(), None);
+        let timeouts = Timeouts { connect: Duration::from_secs(3), handshake: Duration::from_secs(100) };
+        let dialer = Dialer::new(&config, None, ProxyEnv::none(), timeouts);
+        let hangs = |_, _| std::future::pending::<std::io::Result<std::vec::IntoIter<SocketAddr>>>();
+        let started = tokio::time::Instant::now();
+        let failure = dialer.dial_looking_up(hangs).await.unwrap_err();
+        assert_eq!(started.elapsed(), Duration::from_secs(3));
+        assert_eq!(
+            failure.error.to_string(),
+            "cannot resolve master.example.com: no answer from the resolver after 3 s; check the resolver \
+             (/etc/resolv.conf) and that the name server answers, or use an IP address"
+        );
     }
 
     #[tokio::test(start_paused = true)]
