@@ -6,7 +6,8 @@
 //! It also says how long each certificate the agent relies on (and its client
 //! certificate) has left, warning in the verdict when one ends within the
 //! [`expiry`] windows, and advises against a pinned leaf that a public CA
-//! issued, which its next renewal breaks.
+//! issued, which its next renewal breaks. Its warnings also list the files deciding
+//! trust that another local user can change ([`Config::trust_file_warnings`]).
 
 use std::fmt;
 use std::time::Duration;
@@ -96,7 +97,8 @@ pub struct Verdict {
     /// The verifier's classification, when it rejected the certificate.
     pub rejection: Option<RejectionKind>,
     /// One line for each certificate that ends within the expiry windows (see
-    /// [`expiry::status`]); they do not fail the check.
+    /// [`expiry::status`]), then one for each file deciding trust that another local user
+    /// can change or read ([`Config::trust_file_warnings`]); they do not fail the check.
     pub warnings: Vec<String>,
 }
 
@@ -167,6 +169,7 @@ impl<'a> Check<'a> {
             config.tls.as_ref().and_then(|t| t.client_identity.as_ref()).and_then(expiry::client_certificate);
         report.relied_on = expiry::assess(&[seen.relied_on, client_cert.into_iter().collect()].concat(), now, windows);
         report.verdict.warnings = report.relied_on.iter().filter_map(|s| s.message.clone()).collect();
+        report.verdict.warnings.extend(config.trust_file_warnings.iter().map(ToString::to_string));
         if let Some(tls) = &config.tls {
             let roots = public_roots.unwrap_or_else(Anchors::bundled);
             report.renewal_advice = expiry::renewal_advice(&tls.trust, &seen.presented, &roots).map(|a| a.to_string());

@@ -1,6 +1,7 @@
 //! Errors a user can cause before any byte goes over the network: configuration, the
 //! certificate and key files it names, and the trust store. A leaf: it depends on no
-//! other module but `text`, so every layer can use these types.
+//! other module but `text` and `fsutil` (the StrictModes words), so every layer can use
+//! these types.
 //!
 //! Every message names what was wrong (the option, where its value came from, the file),
 //! what was found, and how to fix it. Causes are written into the message rather than
@@ -9,6 +10,8 @@
 use std::fmt;
 use std::io;
 use std::path::{Path, PathBuf};
+
+use crate::fsutil::{self, Access};
 
 /// Where a configuration value came from, so an error can point at the right place.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -190,50 +193,10 @@ pub enum StoreError {
 }
 
 fn unsafe_problem(mode: u32, owner: u32, me: u32) -> String {
-    let mut problems = Vec::new();
-    match (mode & 0o020 != 0, mode & 0o002 != 0) {
-        (true, true) => problems.push("is writable by its group and by every user".to_owned()),
-        (true, false) => problems.push("is writable by its group".to_owned()),
-        (false, true) => problems.push("is writable by every user".to_owned()),
-        (false, false) => {}
-    }
-    if !owned_well(owner, me) {
-        problems.push(format!("is owned by uid {owner}, neither this user (uid {me}) nor root"));
-    }
-    problems.join(" and ")
+    Access { mode, owner, me }.problems()
 }
 
 fn unsafe_fix(path: &Path, mode: u32, owner: u32, me: u32) -> String {
-    let path = shell_word(path);
-    match (mode & 0o022 != 0, owned_well(owner, me)) {
-        (true, true) => format!("run `chmod go-w {path}`"),
-        (false, _) => format!("run `chown {me} {path}` as root"),
-        (true, false) => format!("run `chown {me} {path}` as root and `chmod go-w {path}`"),
-    }
-}
-
-/// The StrictModes rule on owners: this user, or root.
-pub(crate) fn owned_well(owner: u32, me: u32) -> bool {
-    owner == me || owner == 0
-}
-
-/// `path` as one word of a shell command.
-fn shell_word(path: &Path) -> String {
-    let text = path.to_string_lossy();
-    if !text.is_empty() && text.chars().all(|c| c.is_ascii_alphanumeric() || "/._-+,:@%=".contains(c)) {
-        text.into_owned()
-    } else {
-        format!("'{}'", text.replace('\'', "'\\''"))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn fix_commands_quote_paths_for_the_shell() {
-        assert_eq!(shell_word(Path::new("/home/a.b/.config/determined")), "/home/a.b/.config/determined");
-        assert_eq!(shell_word(Path::new("/home/o'neil/my certs.json")), "'/home/o'\\''neil/my certs.json'");
-    }
+    let access = Access { mode, owner, me };
+    fsutil::fix_command(path, access.writable_by_others(), (!access.owned_well()).then(|| me.to_string()).as_deref())
 }

@@ -1,10 +1,12 @@
-//! Replacing a file so that a reader, or a crash, sees the old content or the new, never
-//! a mix: write a temporary file in the same folder, fsync it, rename it over the old
-//! one, fsync the folder.
+//! Files: replacing one so that a reader, or a crash, sees the old content or the new,
+//! never a mix (write a temporary file in the same folder, fsync it, rename it over the
+//! old one, fsync the folder); reading at most so many bytes; and who besides this user
+//! and root can change a file ([`Access`], OpenSSH's StrictModes rule), with the command
+//! that fixes it.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Read, Write};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 /// Replaces `path` with `bytes`, with permissions `mode` (e.g. `0o644`).
@@ -59,6 +61,92 @@ pub fn remove_if_present(path: &Path) -> io::Result<bool> {
     }
 }
 
+/// A file's or folder's permission bits (sticky bit included), its owner, and the user
+/// this process runs as: enough to say who besides this user and root can change it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Access {
+    /// The permission bits, `0o7777` at most.
+    pub mode: u32,
+    /// The owner's uid.
+    pub owner: u32,
+    /// This process's effective uid.
+    pub me: u32,
+}
+
+impl Access {
+    /// What `meta` says, for this process's effective user.
+    pub fn of(meta: &fs::Metadata) -> Access {
+        Access { mode: meta.mode() & 0o7777, owner: meta.uid(), me: rustix::process::geteuid().as_raw() }
+    }
+
+    /// Writable by its group or by every user.
+    pub fn writable_by_others(self) -> bool {
+        self.mode & 0o022 != 0
+    }
+
+    /// The sticky bit: in a folder, only a file's owner (or the folder's, or root) may
+    /// rename or remove it, whoever may write the folder.
+    pub fn sticky(self) -> bool {
+        self.mode & 0o1000 != 0
+    }
+
+    /// The StrictModes rule on owners: this user, or root.
+    pub fn owned_well(self) -> bool {
+        self.owner == self.me || self.owner == 0
+    }
+
+    /// OpenSSH's StrictModes rule: owned by this user or root, writable by no one else.
+    pub fn strict(self) -> bool {
+        !self.writable_by_others() && self.owned_well()
+    }
+
+    /// Who may write it besides its owner, in words (`is writable by its group`), if
+    /// anyone.
+    pub fn writable_words(self) -> Option<&'static str> {
+        match (self.mode & 0o020 != 0, self.mode & 0o002 != 0) {
+            (true, true) => Some("is writable by its group and by every user"),
+            (true, false) => Some("is writable by its group"),
+            (false, true) => Some("is writable by every user"),
+            (false, false) => None,
+        }
+    }
+
+    /// Its owner, in words, when that is neither this user nor root.
+    pub fn owner_words(self) -> Option<String> {
+        (!self.owned_well())
+            .then(|| format!("is owned by uid {}, neither this user (uid {}) nor root", self.owner, self.me))
+    }
+
+    /// Everything that breaks the StrictModes rule, in words, joined by "and".
+    pub fn problems(self) -> String {
+        let words: Vec<String> =
+            self.writable_words().map(str::to_owned).into_iter().chain(self.owner_words()).collect();
+        words.join(" and ")
+    }
+}
+
+/// The commands that fix a file or folder: `chown OWNER` (as root) when `chown_to` is
+/// set, `chmod go-w` when `chmod` is; e.g. "run `chmod go-w /etc/x`".
+pub fn fix_command(path: &Path, chmod: bool, chown_to: Option<&str>) -> String {
+    let path = shell_word(path);
+    match (chmod, chown_to) {
+        (true, None) => format!("run `chmod go-w {path}`"),
+        (false, Some(owner)) => format!("run `chown {owner} {path}` as root"),
+        (true, Some(owner)) => format!("run `chown {owner} {path}` as root and `chmod go-w {path}`"),
+        (false, None) => String::new(),
+    }
+}
+
+/// `path` as one word of a shell command.
+pub fn shell_word(path: &Path) -> String {
+    let text = path.to_string_lossy();
+    if !text.is_empty() && text.chars().all(|c| c.is_ascii_alphanumeric() || "/._-+,:@%=".contains(c)) {
+        text.into_owned()
+    } else {
+        format!("'{}'", text.replace('\'', "'\\''"))
+    }
+}
+
 fn parent(path: &Path) -> PathBuf {
     match path.parent() {
         Some(p) if !p.as_os_str().is_empty() => p.to_owned(),
@@ -92,6 +180,25 @@ mod tests {
         assert_eq!(read_limited(&b"five!"[..], 4).unwrap(), None);
         // An endless source ends at the limit.
         assert_eq!(read_limited(io::repeat(0), 1 << 20).unwrap(), None);
+    }
+
+    #[test]
+    fn fix_commands_quote_paths_for_the_shell() {
+        assert_eq!(shell_word(Path::new("/home/a.b/.config/determined")), "/home/a.b/.config/determined");
+        assert_eq!(shell_word(Path::new("/home/o'neil/my certs.json")), "'/home/o'\\''neil/my certs.json'");
+    }
+
+    #[test]
+    fn strict_modes_owner_and_writers() {
+        let access = |mode, owner| Access { mode, owner, me: 1000 };
+        assert!(access(0o644, 1000).strict() && access(0o600, 0).strict() && access(0o755, 0).strict());
+        assert!(!access(0o664, 1000).strict() && !access(0o646, 0).strict() && !access(0o644, 1001).strict());
+        assert_eq!(access(0o1777, 0).problems(), "is writable by its group and by every user");
+        assert!(access(0o1777, 0).sticky() && !access(0o777, 0).sticky());
+        assert_eq!(
+            access(0o660, 7).problems(),
+            "is writable by its group and is owned by uid 7, neither this user (uid 1000) nor root"
+        );
     }
 
     #[test]

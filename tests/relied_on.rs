@@ -216,12 +216,24 @@ async fn the_binary_prints_days_left_with_the_client_certificate_in_text_and_jso
     let server = server_config(chain, key, Some(fixtures::certs("root-ca.pem"))).unwrap();
     let master = DevMaster::start("127.0.0.1:0".parse().unwrap(), server).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
+    // Copies with the modes an operator gives them, in a 0700 folder (the checkout's
+    // modes follow git and the umask, and so does tempdir's), so that no warning about who
+    // can change them joins the expiry warnings.
+    std::fs::set_permissions(dir.path(), std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    let copy = |name: &str, mode: u32| {
+        let path = dir.path().join(name);
+        std::fs::copy(pki(name), &path).unwrap();
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(mode)).unwrap();
+        path
+    };
+    let (root, client_cert, client_key) =
+        (copy("root-ca.pem", 0o644), copy("client.pem", 0o644), copy("client.key", 0o600));
     let yaml = format!(
         "master_host: localhost\nmaster_port: {}\nsecurity:\n  tls:\n    enabled: true\n    master_cert: {}\n    client_cert: {}\n    client_key: {}\n",
         master.addr().port(),
-        pki("root-ca.pem").display(),
-        pki("client.pem").display(),
-        pki("client.key").display(),
+        root.display(),
+        client_cert.display(),
+        client_key.display(),
     );
     let path = write_config(&dir, &yaml);
     let out = det_agent(&["check", "--config", path.to_str().unwrap()], &[]).await;
@@ -230,7 +242,7 @@ async fn the_binary_prints_days_left_with_the_client_certificate_in_text_and_jso
     let days = (4_859_740_800 - det_agent::x509::Timestamp::now().0) / 86_400;
     let client = format!(
         "client cert    client certificate O=det-agent tests, CN=det-agent node-1 (from {}): expires in ",
-        pki("client.pem").display()
+        client_cert.display()
     );
     let line = stdout.lines().find(|l| l.starts_with(&client)).unwrap_or_else(|| panic!("{client}\nnot in\n{stdout}"));
     // The day may turn between the two clocks.
@@ -247,7 +259,7 @@ async fn the_binary_prints_days_left_with_the_client_certificate_in_text_and_jso
     assert_eq!(relied[3]["not_after"], "2124-01-01T00:00:00Z");
     assert_eq!(relied[3]["level"], "ok");
     assert!(relied[3]["days_left"].as_i64().is_some_and(|d| d == days || d == days - 1), "{}", relied[3]);
-    assert_eq!(relied[2]["source"], format!("from {}", pki("root-ca.pem").display()));
+    assert_eq!(relied[2]["source"], format!("from {}", root.display()));
     assert_eq!(json["verdict"]["warnings"], serde_json::json!([]));
     assert_eq!(json["renewal_advice"], serde_json::Value::Null);
 }

@@ -27,4 +27,5 @@ mod relied_on;
 mod run_reports;
 mod systemd;
 mod trust;
+mod trust_files;
 mod util;

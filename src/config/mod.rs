@@ -5,7 +5,8 @@
 //! By job: `file.rs` reads agent.yaml into serde types; `names.rs` holds every option's
 //! key, flag and variable, and `args.rs` the flags ([`ConfigArgs`]); `resolve.rs` layers
 //! flag > environment > file > default; `parse.rs` checks values; `tls.rs` assembles the
-//! trust settings (their types are in `tls_types.rs`); `defaults.rs` holds every default.
+//! trust settings (their types are in `tls_types.rs`), and `trust_files.rs` says which of
+//! the files they name another local user can change; `defaults.rs` holds every default.
 
 mod args;
 mod defaults;
@@ -20,6 +21,7 @@ mod read;
 mod resolve;
 mod tls;
 mod tls_types;
+mod trust_files;
 
 use std::net::IpAddr;
 use std::path::PathBuf;
@@ -36,6 +38,7 @@ pub use log::{LogConfig, LogLevel, LogLevelError};
 pub use node::{Hooks, TaskProxy, MAX_ARTIFICIAL_SLOTS};
 pub use read::{MAX_CONFIG_SIZE, MAX_FLOW_BRACKETS};
 pub use tls_types::{ClientIdentity, PinnedCerts, TlsConfig, Trust};
+pub use trust_files::{trust_file_warnings, TrustFile, TrustFileWarning};
 
 /// Timeouts and buffer bounds of the link to the master.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -134,6 +137,10 @@ pub struct Config {
     /// Options of Determined's agent that were set and are ignored, each once; warn with
     /// [`Config::ignored_warning`].
     pub ignored: Vec<IgnoredKey>,
+    /// The files deciding what det-agent trusts (`master_cert`, `SSL_CERT_FILE` in CA
+    /// mode, `client_key`) that another local user can change or read, found when the
+    /// configuration was loaded; used anyway, to be warned about.
+    pub trust_file_warnings: Vec<TrustFileWarning>,
 }
 
 impl Config {
@@ -167,6 +174,7 @@ impl Config {
             hooks: Hooks::default(),
             state_file: default_state_file().to_owned(),
             ignored: Vec::new(),
+            trust_file_warnings: Vec::new(),
         }
     }
 

@@ -296,6 +296,7 @@ impl Resolver<'_> {
         )?;
         let ignored = self.ignored();
         let tls = self.tls(tls_settings, &master_host.value, master_port.as_ref().map(|s| s.value))?;
+        let trust_file_warnings = super::trust_file_warnings(tls.as_ref(), self.env);
 
         let default_port = if tls.is_some() { DEFAULT_TLS_PORT } else { DEFAULT_PLAIN_PORT };
         Ok(Config {
@@ -321,6 +322,7 @@ impl Resolver<'_> {
             hooks: node.hooks,
             state_file: node.state_file,
             ignored,
+            trust_file_warnings,
         })
     }
 

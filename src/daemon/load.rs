@@ -41,6 +41,9 @@ pub enum LoadError {
 /// [`LoadError`], before any network activity.
 pub fn load(args: &ConfigArgs, env: &dyn Fn(&str) -> Option<String>) -> Result<Target, LoadError> {
     let config = args.load(env)?;
+    for warning in &config.trust_file_warnings {
+        tracing::warn!("{warning}");
+    }
     let proxy = crate::dial::ProxyEnv::from_env(env)?;
     let settings = LinkSettings::limited(&config.link);
     // The vendor tools run here, at start and on each reload, not on every reconnect:

@@ -15,7 +15,7 @@
 use std::collections::BTreeMap;
 use std::fs::{self, DirBuilder, OpenOptions};
 use std::io::ErrorKind;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 use rustls_pki_types::CertificateDer;
@@ -48,11 +48,11 @@ const LOCK_FILE: &str = "trust store lock file";
 
 /// The StrictModes rule: owned by this user or root, writable by no one else.
 fn check_part(path: &Path, what: &'static str, meta: &fs::Metadata) -> Result<(), StoreError> {
-    let me = rustix::process::geteuid().as_raw();
-    let (mode, owner) = (meta.mode() & 0o7777, meta.uid());
-    if mode & 0o022 == 0 && crate::error::owned_well(owner, me) {
+    let access = fsutil::Access::of(meta);
+    if access.strict() {
         Ok(())
     } else {
+        let fsutil::Access { mode, owner, me } = access;
         Err(StoreError::Unsafe { path: path.to_owned(), what, mode, owner, me })
     }
 }

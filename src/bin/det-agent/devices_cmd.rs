@@ -1,5 +1,5 @@
-//! What `check` shows of the devices this node would report, and the ignored-options
-//! warning.
+//! What `check` shows of the devices this node would report, and the configuration's
+//! warnings (ignored options, files deciding trust that others can change).
 
 use det_agent::devices;
 use det_agent::text::escape;
@@ -69,9 +69,14 @@ impl DeviceCheck {
     }
 }
 
-/// The one warning about ignored options of Determined's agent, for commands that print.
-pub(crate) fn warn_ignored(config: &det_agent::Config) {
+/// The configuration's warnings, for commands that print: the one about ignored options
+/// of Determined's agent, then one for each file deciding trust that another local user
+/// can change or read (already escaped where it shows a path).
+pub(crate) fn warn_config(config: &det_agent::Config) {
     if let Some(warning) = config.ignored_warning() {
         eprintln!("det-agent: warning: {}", escape(&warning));
+    }
+    for warning in &config.trust_file_warnings {
+        eprintln!("det-agent: warning: {warning}");
     }
 }

@@ -272,7 +272,7 @@ async fn run(command: Command, logging: logging::Logging) -> Outcome {
         }
         Command::Check { config, json, timeout } => {
             let (_, config) = logging.load(*config)?;
-            devices_cmd::warn_ignored(&config);
+            devices_cmd::warn_config(&config);
             let report =
                 check::Check::new(&config).proxy(proxy_env()?).timeout(Duration::from_secs(timeout)).run().await;
             let devices = devices_cmd::detect_devices(&config).await;
@@ -293,7 +293,7 @@ async fn run(command: Command, logging: logging::Logging) -> Outcome {
         }
         Command::FluentBit { config, format, out, probe, timeout } => {
             let (_, config) = logging.load(*config)?;
-            devices_cmd::warn_ignored(&config);
+            devices_cmd::warn_config(&config);
             fluent_cmd::fluent_bit(config, format, out, probe, Duration::from_secs(timeout)).await
         }
         Command::Trust { master, master_cert_name, fingerprint, list, forget, timeout } => {
@@ -310,7 +310,7 @@ async fn run(command: Command, logging: logging::Logging) -> Outcome {
         }
         Command::TaskEnv { config, format, cert_file } => {
             let (_, config) = logging.load(*config)?;
-            devices_cmd::warn_ignored(&config);
+            devices_cmd::warn_config(&config);
             let master = det_agent::task_env::master_record(&config);
             if let Some(why) = master.why_missing() {
                 eprintln!("det-agent: note: {why}");
