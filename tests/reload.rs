@@ -1,6 +1,7 @@
 //! A SIGHUP reload of `det-agent run` (the real binary) beside a live link: while the
 //! reload's device detection waits on a slow `nvidia-smi`, the master's pings are still
-//! answered and the agent stays registered; and SIGTERM does not wait for the reload.
+//! answered and the agent stays registered; SIGTERM does not wait for the reload; and a
+//! reload that changes `metrics.listen` says that the change needs a restart.
 
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -155,10 +156,10 @@ impl Gate {
     }
 }
 
-fn agent_yaml(dir: &Path, master: &DevMaster) -> PathBuf {
+fn agent_yaml(dir: &Path, master: &DevMaster, extra: &str) -> PathBuf {
     let yaml = format!(
         "master_host: localhost\nmaster_port: {port}\nagent_id: gpu-node-3\nslot_type: cuda\nstate_file: {state}\n\
-         security:\n  tls:\n    enabled: true\n    master_cert: {root}\n",
+         security:\n  tls:\n    enabled: true\n    master_cert: {root}\n{extra}",
         port = master.addr().port(),
         state = dir.join("master.json").display(),
         root = pki("root-ca.pem").display(),
@@ -195,7 +196,7 @@ async fn registered() -> (DevMaster, tempfile::TempDir, SlowTool, Child, Log) {
     master.set_behaviour(|b| b.ping_interval = Some(PING_EVERY));
     let dir = tempfile::tempdir().unwrap();
     let tool = SlowTool::new(dir.path());
-    let config = agent_yaml(dir.path(), &master);
+    let config = agent_yaml(dir.path(), &master, "");
     let mut child = spawn(&config, &tool.bin);
     let log = Log::of(&mut child);
     match until(&mut master, |e| matches!(e, Event::AgentStarted { .. })).await {
@@ -251,4 +252,43 @@ async fn sigterm_during_a_slow_reload_shuts_down_without_waiting_for_it() {
         _ => unreachable!(),
     }
     gate.release().await;
+}
+
+#[tokio::test]
+async fn a_reload_that_changes_metrics_listen_says_it_needs_a_restart() {
+    let mut master = DevMaster::with_fixture("master").await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let tool = SlowTool::new(dir.path());
+    let free = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let (old, new) = (format!("127.0.0.1:{}", free()), format!("127.0.0.1:{}", free()));
+    let config = agent_yaml(dir.path(), &master, &format!("metrics:\n  listen: {old}\n"));
+    let mut child = spawn(&config, &tool.bin);
+    let mut log = Log::of(&mut child);
+    until(&mut master, |e| matches!(e, Event::AgentStarted { .. })).await;
+
+    agent_yaml(dir.path(), &master, &format!("metrics:\n  listen: {new}\n"));
+    signal(&child, "HUP").await;
+    let warning = log.until("metrics.listen").await;
+    assert!(warning.contains("WARN"), "{warning}");
+    assert!(warning.contains(&format!("from {old} to {new}")), "{warning}");
+    assert!(warning.contains("takes effect at the next start (restart the service"), "{warning}");
+    log.until("configuration reloaded").await;
+
+    // Turning metrics off is a change too.
+    agent_yaml(dir.path(), &master, "");
+    signal(&child, "HUP").await;
+    let warning = log.until("metrics.listen").await;
+    assert!(warning.contains(&format!("from {old} to none")), "{warning}");
+
+    // A reload that keeps the bound address says nothing about it.
+    log.until("configuration reloaded").await;
+    agent_yaml(dir.path(), &master, &format!("metrics:\n  listen: {old}\n"));
+    let mark = log.seen.len();
+    signal(&child, "HUP").await;
+    log.until("configuration reloaded").await;
+    let third = &log.seen[mark..];
+    assert!(third.iter().all(|l| !l.contains("metrics.listen")), "{third:?}");
+
+    signal(&child, "TERM").await;
+    assert_eq!(exited(&mut child, Duration::from_secs(30)).await, Some(0));
 }
