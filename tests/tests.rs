@@ -24,6 +24,7 @@ mod negative;
 mod no_debug;
 mod protocol;
 mod relied_on;
+mod reload;
 mod run_reports;
 mod systemd;
 mod trust;

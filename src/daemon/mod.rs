@@ -12,8 +12,9 @@
 //! Controls arrive on a channel (the binary maps SIGTERM/SIGINT and SIGHUP onto it) and
 //! are read in one place (`controls.rs`): `Shutdown` closes the websocket and returns;
 //! `Reload` builds a new [`Target`] (a new TLS client configuration and session cache)
-//! for the next connection, and reconnects at once when it changes the agent's
-//! registration (ID, pool, devices) or with `reconnect_on_reload`.
+//! for the next connection, on tokio's blocking pool while the link goes on, and
+//! reconnects at once when it changes the agent's registration (ID, pool, devices) or
+//! with `reconnect_on_reload`.
 //!
 //! Every state change is one [`Event`], logged and handed to an [`Observer`] in one
 //! place: that is where sd_notify, metrics and the like hook in.
@@ -136,13 +137,20 @@ pub enum DaemonError {
 /// as `agent_reconnect_attempts` says.
 ///
 /// `reload` builds a new target from the configuration sources; when it fails, the
-/// error is logged and the running configuration kept.
+/// error is logged and the running configuration kept. It may block (it reads files and
+/// runs the vendor tools), so each `Control::Reload` runs it on tokio's blocking pool
+/// ([`tokio::task::spawn_blocking`]) while the link goes on: pings are answered and
+/// [`Event::Heartbeat`] keeps coming. One reload runs at a time; reloads asked for while
+/// one runs are folded into one more after it. A shutdown does not wait for a reload in
+/// flight: it is abandoned, and its thread ends when `reload` returns. A runtime dropped
+/// normally waits for that thread, so an embedder that must exit at once ends its runtime
+/// with [`tokio::runtime::Runtime::shutdown_background`].
 ///
 /// # Errors
 /// [`DaemonError`].
 pub async fn run(
     target: Target,
-    reload: impl FnMut() -> Result<Target, LoadError>,
+    reload: impl FnMut() -> Result<Target, LoadError> + Send + 'static,
     options: Options,
     controls: &mut mpsc::Receiver<Control>,
     channels: Channels,
@@ -156,7 +164,7 @@ pub async fn run(
 /// [`DaemonError`].
 pub async fn run_observed(
     target: Target,
-    reload: impl FnMut() -> Result<Target, LoadError>,
+    reload: impl FnMut() -> Result<Target, LoadError> + Send + 'static,
     options: Options,
     controls: &mut mpsc::Receiver<Control>,
     mut channels: Channels,
@@ -210,7 +218,7 @@ struct Daemon<'a, R> {
     attempt: u64,
 }
 
-impl<R: FnMut() -> Result<Target, LoadError>> Daemon<'_, R> {
+impl<R: FnMut() -> Result<Target, LoadError> + Send + 'static> Daemon<'_, R> {
     /// One attempt: connect, then run the link until it ends.
     async fn attempt(&mut self, channels: &mut Channels) -> Next {
         let reconnect = self.registered;

@@ -2,7 +2,7 @@
 
 use std::process::ExitCode;
 
-use det_agent::config::ConfigArgs;
+use det_agent::config::{ConfigArgs, Listen};
 use det_agent::daemon::{self, Channels, Control};
 use tokio::sync::mpsc;
 
@@ -45,7 +45,13 @@ pub(crate) async fn run_daemon(args: ConfigArgs, reconnect_on_reload: bool) -> O
         tap: reporters.tap(),
         ..daemon::Options::default()
     };
-    let reload = move || daemon::load(&args, &env);
+    // The reload runs on tokio's blocking pool, beside the link (daemon::run).
+    let bound = target.config.metrics.listen;
+    let reload = move || {
+        let reloaded = daemon::load(&args, &env)?;
+        warn_if_metrics_moved(bound, reloaded.config.metrics.listen);
+        Ok(reloaded)
+    };
     let channels = Channels { inbound, outbound };
     match daemon::run_observed(target, reload, options, &mut controls, channels, &mut reporters).await {
         Ok(()) => Ok(ExitCode::SUCCESS),
@@ -55,6 +61,25 @@ pub(crate) async fn run_daemon(args: ConfigArgs, reconnect_on_reload: bool) -> O
             daemon::on_connection_lost(reporters.hooks()).await;
             Ok(ExitCode::FAILURE)
         }
+    }
+}
+
+/// The metrics endpoint is bound once, at start: a reload that changes `metrics.listen`
+/// (compared with what is bound, whatever reloads came between) says that it does not apply.
+fn warn_if_metrics_moved(bound: Option<Listen>, reloaded: Option<Listen>) {
+    if bound != reloaded {
+        let name = |listen: Option<Listen>| listen.map_or_else(|| "none".to_owned(), |l| l.to_string());
+        tracing::warn!(
+            "metrics.listen changed from {} to {}, but the metrics endpoint is set up once, at start: the change \
+             takes effect at the next start (restart the service: systemctl restart det-agent); until then \
+             {}",
+            name(bound),
+            name(reloaded),
+            match bound {
+                Some(listen) => format!("/metrics and /healthz stay on {listen}"),
+                None => "metrics stay off".to_owned(),
+            }
+        );
     }
 }
 

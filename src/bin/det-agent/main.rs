@@ -244,7 +244,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli.command, logging)) {
+    let outcome = runtime.block_on(run(cli.command, logging));
+    // Do not wait for blocking tasks still running (a reload abandoned at shutdown, waiting
+    // on a slow nvidia-smi): dropping the runtime would.
+    runtime.shutdown_background();
+    match outcome {
         Ok(code) => code,
         Err(err) => {
             eprintln!("det-agent: {err}");
