@@ -121,12 +121,25 @@ async fn a_master_the_host_already_trusts_is_not_stored() {
     assert!(text(&out).1.contains("must not contain a user name, password, query or fragment"));
 }
 
+/// A folder only this user may write, as the store requires of its own (whatever the
+/// umask the tests run under: 002 makes folders group-writable).
+fn private_dir(path: &Path) {
+    std::fs::create_dir_all(path).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700)).unwrap();
+}
+
+/// A file only this user may write, as the store requires of itself.
+fn write_private(path: &Path, text: &str) {
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
 #[tokio::test]
 async fn a_corrupt_store_stops_check_instead_of_trusting_or_resetting() {
     let home = tempfile::tempdir().unwrap();
-    std::fs::create_dir_all(home.path().join("determined")).unwrap();
+    private_dir(&home.path().join("determined"));
     let store = home.path().join("determined/certs.json");
-    std::fs::write(&store, "{\"https://m:8443\": [1]}").unwrap();
+    write_private(&store, "{\"https://m:8443\": [1]}");
     let env = [("XDG_CONFIG_HOME", home.path().to_str().unwrap())];
     let out = det_agent(&["check", "--master-host", "m.example.com", "--security-tls-enabled"], &env).await;
     assert_eq!(out.status.code(), Some(2));
@@ -172,9 +185,9 @@ fn spawn_writer(store: &Path, writer: usize, count: u64) -> std::process::Child 
 fn concurrent_writer_processes_lose_no_entry() {
     let home = tempfile::tempdir().unwrap();
     let path = home.path().join("determined/certs.json");
-    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    private_dir(path.parent().unwrap());
     // An entry the det CLI wrote, in its format: kept untouched.
-    std::fs::write(&path, "{\n    \"https://cli.example.com:443\": \"from the CLI\"\n}").unwrap();
+    write_private(&path, "{\n    \"https://cli.example.com:443\": \"from the CLI\"\n}");
     let children: Vec<_> = (0..6).map(|w| spawn_writer(&path, w, 20)).collect();
     for mut child in children {
         assert!(child.wait().unwrap().success());
@@ -187,6 +200,7 @@ fn concurrent_writer_processes_lose_no_entry() {
 #[test]
 fn a_writer_killed_at_any_point_leaves_a_readable_store() {
     let home = tempfile::tempdir().unwrap();
+    private_dir(home.path());
     let path = home.path().join("certs.json");
     let store = Store::at(&path);
     for round in 0..5 {

@@ -222,9 +222,10 @@ mod tests {
     fn writes_the_cli_layout_and_keeps_its_entries() {
         let dir = tempfile::tempdir().unwrap();
         let store = Store::at(dir.path().join("determined/certs.json"));
-        fs::create_dir_all(dir.path().join("determined")).unwrap();
+        DirBuilder::new().mode(0o700).create(dir.path().join("determined")).unwrap();
         // As the CLI writes it.
         fs::write(store.path(), "{\n    \"https://cli.example.com:443\": \"not ours\"\n}").unwrap();
+        chmod(store.path(), 0o600);
         let url = MasterUrl::parse("https://master.det.test:8443").unwrap();
         store.put(&url, &fixtures::certs("master.pem")).unwrap();
         let text = fs::read_to_string(store.path()).unwrap();
@@ -378,11 +379,13 @@ mod tests {
     #[test]
     fn a_store_over_16_mib_is_refused_unparsed() {
         let dir = tempfile::tempdir().unwrap();
+        chmod(dir.path(), 0o700);
         let store = Store::at(dir.path().join("certs.json"));
         let entry = format!("\"https://a:443\": \"{}\"", "A".repeat(1 << 20));
         let big = format!("{{{}}}", vec![entry; 16].join(","));
         assert!(big.len() as u64 > MAX_STORE_SIZE);
         fs::write(store.path(), &big).unwrap();
+        chmod(store.path(), 0o600);
         let err = store.load().unwrap_err();
         assert_eq!(
             err.to_string(),
@@ -395,9 +398,11 @@ mod tests {
     #[test]
     fn a_corrupt_store_is_an_error_and_left_alone() {
         let dir = tempfile::tempdir().unwrap();
+        chmod(dir.path(), 0o700);
         let store = Store::at(dir.path().join("certs.json"));
         for bad in ["[1, 2]", "{\"https://a:443\": 5}", "{not json"] {
             fs::write(store.path(), bad).unwrap();
+            chmod(store.path(), 0o600);
             let url = MasterUrl::parse("https://a").unwrap();
             let err = store.put(&url, &fixtures::certs("master.pem")).unwrap_err().to_string();
             assert!(err.contains("is corrupt") && err.contains("neither trusts nor rewrites it"), "{err}");
