@@ -259,8 +259,10 @@ async fn a_reload_that_changes_metrics_listen_says_it_needs_a_restart() {
     let mut master = DevMaster::with_fixture("master").await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let tool = SlowTool::new(dir.path());
-    let free = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    let (old, new) = (format!("127.0.0.1:{}", free()), format!("127.0.0.1:{}", free()));
+    // Two distinct free ports: both listeners are held until both are chosen.
+    let listeners: Vec<_> = (0..2).map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap()).collect();
+    let [old, new] = [0, 1].map(|i| listeners[i].local_addr().unwrap().to_string());
+    drop(listeners);
     let config = agent_yaml(dir.path(), &master, &format!("metrics:\n  listen: {old}\n"));
     let mut child = spawn(&config, &tool.bin);
     let mut log = Log::of(&mut child);

@@ -266,7 +266,9 @@ mod tests {
             started.recv().await.unwrap();
             controls_tx.try_send(Control::Shutdown).unwrap();
         };
-        let (stop, ()) = tokio::join!(hub.recv(), script);
+        // The bound turns a hub that waits for the reload into a failure, not a hung test.
+        let recv = async { tokio::time::timeout(Duration::from_secs(30), hub.recv()).await.expect("no wait") };
+        let (stop, ()) = tokio::join!(recv, script);
         // The reload is still held: the hub returned without it.
         assert_eq!(stop, Stop::Shutdown);
         assert!(hub.take_next().is_none());
