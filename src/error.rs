@@ -182,7 +182,7 @@ pub enum StoreError {
     Corrupt { path: PathBuf, detail: String },
     /// The file, its folder or the lock file can be changed by a user other than this
     /// one (and root): writable by its group or by everyone, or owned by someone else.
-    #[error("{} {} {} (mode {mode:04o}, owner uid {owner}); another user could change which masters det-agent trusts, so det-agent neither reads nor writes the store until this is fixed: {}, then check the stored masters with `det-agent trust --list`", what, path.display(), unsafe_problem(*.mode, *.owner, *.me), unsafe_fix(path, *.mode, *.owner, *.me))]
+    #[error("{} {} {} (mode {mode:04o}, owner uid {owner}); another user could change which masters det-agent trusts, so det-agent neither reads nor writes the store until this is fixed: {}, then check the stored masters with `det-agent trust --list`", what, path.display(), unsafe_problem(*.mode, *.owner, *.me), unsafe_fix(path, what, *.mode, *.owner, *.me))]
     Unsafe { path: PathBuf, what: &'static str, mode: u32, owner: u32, me: u32 },
     /// The file is larger than det-agent reads.
     #[error("trust store {} is over 16 MiB ({limit} bytes), more than thousands of stored chains would take; det-agent neither trusts nor rewrites it: check what wrote it, then repair it, or move it aside and trust the masters again", path.display())]
@@ -196,7 +196,9 @@ fn unsafe_problem(mode: u32, owner: u32, me: u32) -> String {
     Access { mode, owner, me }.problems()
 }
 
-fn unsafe_fix(path: &Path, mode: u32, owner: u32, me: u32) -> String {
+fn unsafe_fix(path: &Path, what: &str, mode: u32, owner: u32, me: u32) -> String {
     let access = Access { mode, owner, me };
-    fsutil::fix_command(path, access.writable_by_others(), (!access.owned_well()).then(|| me.to_string()).as_deref())
+    let noun = if what.ends_with("folder") { "folder" } else { "file" };
+    let chown_to = (!access.owned_well()).then(|| me.to_string());
+    fsutil::fix_command(path, noun, access.writable_by_others(), chown_to.as_deref())
 }

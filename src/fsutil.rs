@@ -126,15 +126,35 @@ impl Access {
 }
 
 /// The commands that fix a file or folder: `chown OWNER` (as root) when `chown_to` is
-/// set, `chmod go-w` when `chmod` is; e.g. "run `chmod go-w /etc/x`".
-pub fn fix_command(path: &Path, chmod: bool, chown_to: Option<&str>) -> String {
-    let path = shell_word(path);
+/// set, `chmod go-w` when `chmod` is; e.g. "run `chmod go-w /etc/x`". When the path would
+/// be shown escaped ([`crate::text::escape`] changes it: a backslash, a control
+/// character), a command naming it could not be copied back (it would name another
+/// file), so the fix is said in words instead, about "that `noun`" (file, folder).
+pub fn fix_command(path: &Path, noun: &str, chmod: bool, chown_to: Option<&str>) -> String {
+    let Some(path) = shell_path(path) else {
+        let escaped = "(its name holds characters shown escaped above)";
+        return match (chmod, chown_to) {
+            (true, None) => format!("run chmod go-w on that {noun} {escaped}"),
+            (false, Some(owner)) => format!("run chown {owner} on that {noun} as root {escaped}"),
+            (true, Some(owner)) => format!("run chown {owner} and chmod go-w on that {noun} as root {escaped}"),
+            (false, None) => String::new(),
+        };
+    };
     match (chmod, chown_to) {
         (true, None) => format!("run `chmod go-w {path}`"),
         (false, Some(owner)) => format!("run `chown {owner} {path}` as root"),
         (true, Some(owner)) => format!("run `chown {owner} {path}` as root and `chmod go-w {path}`"),
         (false, None) => String::new(),
     }
+}
+
+/// `path` as one word of a shell command, when it is shown as it is: `None` when
+/// [`crate::text::escape`] would change it, as the shown command would then name
+/// another file.
+pub fn shell_path(path: &Path) -> Option<String> {
+    let text = path.to_string_lossy();
+    let shown_as_is = path.to_str().is_some() && matches!(crate::text::escape(&text), std::borrow::Cow::Borrowed(_));
+    shown_as_is.then(|| shell_word(path))
 }
 
 /// `path` as one word of a shell command.
@@ -186,6 +206,28 @@ mod tests {
     fn fix_commands_quote_paths_for_the_shell() {
         assert_eq!(shell_word(Path::new("/home/a.b/.config/determined")), "/home/a.b/.config/determined");
         assert_eq!(shell_word(Path::new("/home/o'neil/my certs.json")), "'/home/o'\\''neil/my certs.json'");
+        assert_eq!(fix_command(Path::new("/etc/a b"), "file", true, None), "run `chmod go-w '/etc/a b'`");
+    }
+
+    #[test]
+    fn no_command_names_a_path_shown_escaped() {
+        // Shown as `/etc/a\\b`, which a shell reads as `/etc/a\b`: another file.
+        for odd in ["/etc/a\\b", "/etc/\u{1b}[2Jx", "/etc/a\nb"] {
+            assert_eq!(shell_path(Path::new(odd)), None, "{odd}");
+        }
+        let path = Path::new("/etc/a\\b");
+        assert_eq!(
+            fix_command(path, "folder", true, None),
+            "run chmod go-w on that folder (its name holds characters shown escaped above)"
+        );
+        assert_eq!(
+            fix_command(path, "file", true, Some("root")),
+            "run chown root and chmod go-w on that file as root (its name holds characters shown escaped above)"
+        );
+        assert_eq!(
+            fix_command(path, "file", false, Some("0")),
+            "run chown 0 on that file as root (its name holds characters shown escaped above)"
+        );
     }
 
     #[test]

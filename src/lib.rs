@@ -5,7 +5,7 @@
 //! `tests/layers.rs`), bottom first:
 //!
 //! 1. Leaves: [`text`] (untrusted text made safe to show), `fsutil` (atomic files,
-//!    bounded reads), [`backoff`] (the reconnect schedule), [`x509`] (what a certificate
+//!    bounded reads, the StrictModes rule on who may change a file), [`backoff`] (the reconnect schedule), [`x509`] (what a certificate
 //!    says), [`host`] (master addresses), [`crypto`] (the TLS provider), the error types
 //!    ([`ConfigError`], [`PemError`], [`StoreError`]), [`devices`] (what the node offers)
 //!    and [`notify`] (systemd's sd_notify).

@@ -69,14 +69,20 @@ impl DeviceCheck {
     }
 }
 
-/// The configuration's warnings, for commands that print: the one about ignored options
-/// of Determined's agent, then one for each file deciding trust that another local user
-/// can change or read (already escaped where it shows a path).
+/// The configuration's warnings, for `check` and `fluent-bit`: the one about ignored
+/// options of Determined's agent, then one for each file deciding trust that another
+/// local user can change or read (already escaped where it shows a path).
 pub(crate) fn warn_config(config: &det_agent::Config) {
-    if let Some(warning) = config.ignored_warning() {
-        eprintln!("det-agent: warning: {}", escape(&warning));
-    }
+    warn_ignored(config);
     for warning in &config.trust_file_warnings {
         eprintln!("det-agent: warning: {warning}");
+    }
+}
+
+/// Only the warning about ignored options, for `task-env`: it runs for every task, whose
+/// output is no place for the node's trust-file warnings (`check` and `run` say them).
+pub(crate) fn warn_ignored(config: &det_agent::Config) {
+    if let Some(warning) = config.ignored_warning() {
+        eprintln!("det-agent: warning: {}", escape(&warning));
     }
 }

@@ -314,7 +314,7 @@ async fn run(command: Command, logging: logging::Logging) -> Outcome {
         }
         Command::TaskEnv { config, format, cert_file } => {
             let (_, config) = logging.load(*config)?;
-            devices_cmd::warn_config(&config);
+            devices_cmd::warn_ignored(&config);
             let master = det_agent::task_env::master_record(&config);
             if let Some(why) = master.why_missing() {
                 eprintln!("det-agent: note: {why}");
