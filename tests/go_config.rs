@@ -24,19 +24,8 @@ fn devices_data() -> PathBuf {
 /// RUST_LOG, no *_VISIBLE_DEVICES, no proxy, no trust store), plus `path` first on PATH.
 async fn det_agent(args: &[&str], env: &[(&str, &str)], path: Option<&Path>) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_det-agent"));
+    crate::util::clear_det_agent_env(&mut cmd);
     cmd.args(args);
-    for (key, _) in std::env::vars() {
-        let lower = key.to_ascii_lowercase();
-        if key.starts_with("DET_")
-            || key.starts_with("SSL_CERT")
-            || key == "RUST_LOG"
-            || key.ends_with("_VISIBLE_DEVICES")
-            || lower.ends_with("_proxy")
-        {
-            cmd.env_remove(key);
-        }
-    }
-    cmd.env("XDG_CONFIG_HOME", "/nonexistent/det-agent-tests");
     if let Some(dir) = path {
         cmd.env("PATH", format!("{}:{}", dir.display(), std::env::var("PATH").unwrap_or_default()));
     }

@@ -29,20 +29,8 @@ const PONGS_WITHIN: Duration = Duration::from_secs(10);
 /// `det-agent run --config CONFIG` with a clean DET_* environment and `bin` first on PATH.
 fn spawn(config: &Path, bin: &Path) -> Child {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_det-agent"));
+    crate::util::clear_det_agent_env(&mut cmd);
     cmd.args(["run", "--config"]).arg(config).env("RUST_LOG", "info");
-    cmd.env("XDG_CONFIG_HOME", "/nonexistent/det-agent-tests");
-    for (key, _) in std::env::vars() {
-        let lower = key.to_ascii_lowercase();
-        if key.starts_with("DET_")
-            || key.starts_with("SSL_CERT")
-            || key.starts_with("NOTIFY_")
-            || key.starts_with("WATCHDOG_")
-            || key.ends_with("_VISIBLE_DEVICES")
-            || lower.ends_with("_proxy")
-        {
-            cmd.env_remove(key);
-        }
-    }
     cmd.env("PATH", format!("{}:{}", bin.display(), std::env::var("PATH").unwrap_or_default()));
     cmd.stdout(Stdio::null()).stderr(Stdio::piped()).kill_on_drop(true);
     cmd.spawn().expect("det-agent runs")

@@ -20,19 +20,8 @@ use crate::link::until;
 /// `det-agent run` with a clean DET_* environment plus `env`, and `path` first on PATH.
 fn spawn(args: &[&str], env: &[(&str, &str)], path: Option<&Path>) -> Child {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_det-agent"));
-    cmd.arg("run").args(args).env("RUST_LOG", "info").env("XDG_CONFIG_HOME", "/nonexistent/det-agent-tests");
-    for (key, _) in std::env::vars() {
-        let lower = key.to_ascii_lowercase();
-        if key.starts_with("DET_")
-            || key.starts_with("SSL_CERT")
-            || key.starts_with("NOTIFY_")
-            || key.starts_with("WATCHDOG_")
-            || key.ends_with("_VISIBLE_DEVICES")
-            || lower.ends_with("_proxy")
-        {
-            cmd.env_remove(key);
-        }
-    }
+    crate::util::clear_det_agent_env(&mut cmd);
+    cmd.arg("run").args(args).env("RUST_LOG", "info");
     if let Some(dir) = path {
         cmd.env("PATH", format!("{}:{}", dir.display(), std::env::var("PATH").unwrap_or_default()));
     }

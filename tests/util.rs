@@ -63,3 +63,23 @@ pub async fn event(master: &mut DevMaster) -> Event {
         Err(_) => panic!("no dev master event within 30 s"),
     }
 }
+
+/// Clears from `cmd` what det-agent would read from this process's environment (DET_*,
+/// SSL_CERT_*, RUST_LOG, systemd's NOTIFY_*/WATCHDOG_*, *_VISIBLE_DEVICES, proxies) and
+/// points it at no trust store, so a test sees only what it sets.
+pub fn clear_det_agent_env(cmd: &mut tokio::process::Command) {
+    for (key, _) in std::env::vars() {
+        let lower = key.to_ascii_lowercase();
+        if key.starts_with("DET_")
+            || key.starts_with("SSL_CERT")
+            || key == "RUST_LOG"
+            || key.starts_with("NOTIFY_")
+            || key.starts_with("WATCHDOG_")
+            || key.ends_with("_VISIBLE_DEVICES")
+            || lower.ends_with("_proxy")
+        {
+            cmd.env_remove(key);
+        }
+    }
+    cmd.env("XDG_CONFIG_HOME", "/nonexistent/det-agent-tests");
+}
