@@ -527,3 +527,54 @@ async fn skip_verify_warns_on_every_connection_and_never_resumes() {
         }
     }
 }
+
+/// A reader that goes away (`det-agent task-env | head -1`) ends a command quietly, by
+/// SIGPIPE, as it ends cat or grep: no panic message, no core dump (SIGABRT). The pipe's
+/// reading end is closed before the command starts, so its first write meets it. (A
+/// socket the peer resets must not raise SIGPIPE: tests/no_debug.rs's "not TLS" case.)
+#[tokio::test]
+async fn a_closed_stdout_ends_a_command_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    let master = DevMaster::with_fixture("master").await.unwrap();
+    let port = master.addr().port().to_string();
+    let root = pki("root-ca.pem");
+    let check = ["check", "--master-host", "127.0.0.1", "--master-port", &port, "--security-tls-enabled"];
+    let check = [&check[..], &["--security-tls-master-cert", root.to_str().unwrap()]].concat();
+    for args in [&["task-env", "--master-host", "m.example.com"][..], &["demo"][..], &check[..]] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_det-agent"));
+        crate::util::clear_det_agent_env(&mut cmd);
+        // Not output(): tokio's replaces stdout with a pipe of its own.
+        let child = cmd.args(args).stdout(writer).stderr(Stdio::piped()).spawn().unwrap();
+        let out = child.wait_with_output().await.unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.signal(), Some(libc::SIGPIPE), "{args:?}: {:?}\n{stderr}", out.status);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+    }
+}
+
+/// The daemon outlives its log's reader (journald restarted, the reader of a pipe gone):
+/// a line it cannot write is dropped, and it goes on to register and stops on SIGTERM.
+/// tracing-subscriber's own report of the failed write used to panic on the same stderr.
+#[tokio::test]
+async fn run_outlives_a_closed_stderr() {
+    let mut master = DevMaster::with_fixture("master").await.unwrap();
+    let port = master.addr().port().to_string();
+    let root = pki("root-ca.pem");
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_det-agent"));
+    crate::util::clear_det_agent_env(&mut cmd);
+    cmd.args(["run", "--master-host", "127.0.0.1", "--master-port", &port, "--security-tls-enabled"])
+        .args(["--security-tls-master-cert", root.to_str().unwrap()])
+        .env("RUST_LOG", "info")
+        .env("DET_STATE_FILE", "/nonexistent/det-agent-tests/master.json")
+        .stdout(Stdio::null())
+        .stderr(writer)
+        .kill_on_drop(true);
+    let child = cmd.spawn().unwrap();
+    until(&mut master, |e| matches!(e, Event::AgentStarted { .. })).await;
+    signal(&child, "TERM").await;
+    assert_eq!(finish(child).await.status.code(), Some(0));
+}

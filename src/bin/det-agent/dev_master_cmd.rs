@@ -42,11 +42,11 @@ pub(crate) async fn serve_dev_master(
     let mut master = DevMaster::serve_with(SocketAddr::new(bind, port), config, behaviour, options)
         .await
         .map_err(|e| format!("cannot start on {}: {e}", SocketAddr::new(bind, port)))?;
-    println!("{}", serde_json::json!({"event": "listening", "address": master.addr().to_string(), "tls": tls}));
+    outln!("{}", serde_json::json!({"event": "listening", "address": master.addr().to_string(), "tls": tls}));
     loop {
         tokio::select! {
             event = master.next_event() => match event {
-                Some(event) => println!("{}", serde_json::to_string(&event).unwrap_or_default()),
+                Some(event) => outln!("{}", serde_json::to_string(&event).unwrap_or_default()),
                 None => return Ok(()),
             },
             _ = tokio::signal::ctrl_c() => return Ok(()),

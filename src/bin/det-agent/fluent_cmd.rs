@@ -25,17 +25,17 @@ pub(crate) async fn fluent_bit(
     let result = match &out {
         Some(dir) => fluent::io::write_for(&config, dir, format, presented).map(|(pipeline, written)| {
             for path in std::iter::once(&written.config).chain(&written.ca_file) {
-                println!("wrote {}", path.display());
+                outln!("wrote {}", path.display());
             }
             for path in &written.removed {
-                println!("removed {} (it described other settings)", path.display());
+                outln!("removed {} (it described other settings)", path.display());
             }
             pipeline
         }),
         None => fluent::Pipeline::build(&config, fluent::CaFile::Original, presented)
             .and_then(|pipeline| pipeline.render(format).map(|text| (pipeline, text)))
             .map(|(pipeline, text)| {
-                print!("{text}");
+                out!("{text}");
                 pipeline
             }),
     };

@@ -45,7 +45,10 @@ impl Logging {
             Some(Ok(targets)) => targets.clone(),
             _ => Targets::new().with_default(configured),
         };
-        let builder = tracing_subscriber::fmt().with_writer(std::io::stderr);
+        // A log line that cannot be written (journald restarted, the reader of a pipe gone)
+        // is dropped. By default tracing-subscriber reports that with eprintln!, which
+        // panics on the same broken stderr and so ended the daemon.
+        let builder = tracing_subscriber::fmt().with_writer(std::io::stderr).log_internal_errors(false);
         match self.format {
             LogFormat::Json => builder.json().finish().with(filter).init(),
             LogFormat::Text => {

@@ -3,6 +3,8 @@
 //! once, here; policy (what to trust, when to reconnect) lives in the library. One file
 //! per command that needs more than a few lines.
 
+#[macro_use]
+mod output;
 mod daemon_cmd;
 mod dev_master_cmd;
 mod devices_cmd;
@@ -288,10 +290,10 @@ async fn run(command: Command, logging: logging::Logging) -> Outcome {
                 }
                 let text = det_agent::text::to_json_pretty(&value)
                     .map_err(|e| CliError::Failed(format!("cannot encode the report: {e}")))?;
-                println!("{text}");
+                outln!("{text}");
             } else {
-                println!("{report}");
-                print!("{}", devices.to_text(&config));
+                outln!("{report}");
+                out!("{}", devices.to_text(&config));
             }
             Ok(if report.verdict.ok && devices.is_ok() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
         }
@@ -322,8 +324,8 @@ async fn run(command: Command, logging: logging::Logging) -> Outcome {
             let vars = det_agent::task_env::task_env(&config, cert_file.as_deref(), master.record())
                 .map_err(|e| CliError::Usage(e.to_string()))?;
             match format {
-                EnvFormat::Shell => print!("{}", det_agent::task_env::to_shell(&vars)),
-                EnvFormat::Json => println!("{}", det_agent::task_env::to_json(&vars)),
+                EnvFormat::Shell => out!("{}", det_agent::task_env::to_shell(&vars)),
+                EnvFormat::Json => outln!("{}", det_agent::task_env::to_json(&vars)),
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -332,6 +334,7 @@ async fn run(command: Command, logging: logging::Logging) -> Outcome {
             match demo::run(&mut std::io::stdout()).await {
                 Ok(true) => Ok(ExitCode::SUCCESS),
                 Ok(false) => Ok(ExitCode::FAILURE),
+                Err(err) if err.kind() == std::io::ErrorKind::BrokenPipe => output::failed(&err),
                 Err(err) => Err(CliError::Failed(format!("demo failed: {err}"))),
             }
         }

@@ -19,13 +19,13 @@ pub(crate) struct TrustRequest {
 
 pub(crate) fn trust_list(store: &Store) -> Outcome {
     let entries = store.load().map_err(|e| CliError::Usage(e.to_string()))?;
-    println!("{} master(s) trusted on first use in {}", entries.len(), store.path().display());
+    outln!("{} master(s) trusted on first use in {}", entries.len(), store.path().display());
     for (url, pem) in entries {
         let leaf = pem::parse_certs(pem.as_bytes(), store.path()).ok().and_then(|c| CertSummary::parse(&c[0]).ok());
         let url = escape(&url);
         match leaf {
-            Some(leaf) => println!("{url}\n  {leaf}"),
-            None => println!("{url}\n  (no readable certificate)"),
+            Some(leaf) => outln!("{url}\n  {leaf}"),
+            None => outln!("{url}\n  (no readable certificate)"),
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -35,7 +35,7 @@ pub(crate) fn trust_forget(store: &Store, text: &str) -> Outcome {
     let url = MasterUrl::parse(text).map_err(CliError::Usage)?;
     let forgotten = store.forget(&url).map_err(|e| CliError::Usage(e.to_string()))?;
     let what = if forgotten { "forgot" } else { "nothing was stored for" };
-    println!("{what} {} in {}", url.store_key(), store.path().display());
+    outln!("{what} {} in {}", url.store_key(), store.path().display());
     Ok(ExitCode::SUCCESS)
 }
 
@@ -56,7 +56,7 @@ pub(crate) async fn trust_master(store: &Store, request: TrustRequest, limit: Du
     let expected = request.fingerprint.as_deref().map(trust::parse_fingerprint).transpose().map_err(CliError::Usage)?;
     let (chain, rejection) = match trust::inspect(&url, name, proxy_env()?, limit).await {
         Ok(Inspection::AlreadyTrusted { summary }) => {
-            println!("{url}: {summary}; a CA this host trusts already vouches for it, so nothing was stored");
+            outln!("{url}: {summary}; a CA this host trusts already vouches for it, so nothing was stored");
             return Ok(ExitCode::SUCCESS);
         }
         Ok(Inspection::Untrusted { chain, rejection }) => (chain, rejection),
@@ -65,19 +65,19 @@ pub(crate) async fn trust_master(store: &Store, request: TrustRequest, limit: Du
     let Some(leaf) = chain.first().and_then(|c| CertSummary::parse(c).ok()) else {
         return Err(CliError::Failed(format!("the master at {url} presented no readable certificate")));
     };
-    println!("The master at {url} presented a certificate chain this host does not trust:");
-    println!("  {}", rejection.to_string().lines().next().unwrap_or_default());
+    outln!("The master at {url} presented a certificate chain this host does not trust:");
+    outln!("  {}", rejection.to_string().lines().next().unwrap_or_default());
     for (i, cert) in chain.iter().enumerate() {
         if let Ok(summary) = CertSummary::parse(cert) {
-            println!("  [{i}] {summary}");
+            outln!("  [{i}] {summary}");
         }
     }
-    println!("  fingerprint (sha256 of the leaf): {}", leaf.sha256);
-    println!("  key pin (sha256 of its public key, for security.tls.master_key_pins): {}", leaf.key_pin);
+    outln!("  fingerprint (sha256 of the leaf): {}", leaf.sha256);
+    outln!("  key pin (sha256 of its public key, for security.tls.master_key_pins): {}", leaf.key_pin);
     let consent = match expected {
         Some(expected) => Consent::Fingerprint(expected),
         None if std::io::IsTerminal::is_terminal(&std::io::stdin()) => {
-            print!("Trust this certificate for {} from now on? [y/N] ", url.store_key());
+            out!("Trust this certificate for {} from now on? [y/N] ", url.store_key());
             let _ = std::io::Write::flush(&mut std::io::stdout());
             let mut answer = String::new();
             let _ = std::io::stdin().read_line(&mut answer);
@@ -89,7 +89,7 @@ pub(crate) async fn trust_master(store: &Store, request: TrustRequest, limit: Du
         Decision::Trust => {}
         Decision::FingerprintMismatch => return Err(CliError::Failed(fingerprint_mismatch(&leaf.sha256))),
         Decision::Declined => {
-            println!("not trusted; nothing was stored");
+            outln!("not trusted; nothing was stored");
             return Ok(ExitCode::FAILURE);
         }
         Decision::NoConsent => return Err(CliError::Failed(
@@ -97,7 +97,7 @@ pub(crate) async fn trust_master(store: &Store, request: TrustRequest, limit: Du
         )),
     }
     store.put(&url, &chain).map_err(|e| CliError::Usage(e.to_string()))?;
-    println!(
+    outln!(
         "trusted: stored for {} in {}; check and run now accept exactly this certificate for that master",
         url.store_key(),
         store.path().display()
