@@ -16,14 +16,10 @@ pub(crate) fn pki(name: &str) -> PathBuf {
 /// Runs `det-agent ARGS` with a clean DET_* environment plus `env`.
 pub(crate) async fn det_agent(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_det-agent"));
+    // Nothing of this process's DET_*, SSL_CERT_*, proxies; never the trust store of
+    // whoever runs the tests.
+    crate::util::clear_det_agent_env(&mut cmd);
     cmd.args(args).env("RUST_LOG", "warn");
-    for (key, _) in std::env::vars() {
-        if key.starts_with("DET_") || key.starts_with("SSL_CERT") {
-            cmd.env_remove(key);
-        }
-    }
-    // Never the trust store of whoever runs the tests.
-    cmd.env("XDG_CONFIG_HOME", "/nonexistent/det-agent-tests");
     cmd.envs(env.iter().copied());
     cmd.output().await.expect("det-agent runs")
 }
@@ -185,20 +181,15 @@ async fn demo_runs_every_scenario_as_expected() {
 /// Starts `det-agent run ARGS` with a clean DET_* environment.
 pub(crate) fn spawn_run(args: &[&str]) -> tokio::process::Child {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_det-agent"));
+    crate::util::clear_det_agent_env(&mut cmd);
     cmd.arg("run")
         .args(args)
         .env("RUST_LOG", "info")
-        .env("XDG_CONFIG_HOME", "/nonexistent/det-agent-tests")
         // Never the state directory of whoever runs the tests.
         .env("DET_STATE_FILE", "/nonexistent/det-agent-tests/master.json")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
         .kill_on_drop(true);
-    for (key, _) in std::env::vars() {
-        if key.starts_with("DET_") || key.starts_with("SSL_CERT") || key.to_ascii_lowercase().ends_with("_proxy") {
-            cmd.env_remove(key);
-        }
-    }
     cmd.spawn().expect("det-agent runs")
 }
 

@@ -192,17 +192,8 @@ async fn log_flags_are_checked_and_configuration_errors_print_plainly() {
 /// `det-agent run ARGS` as a child, its log on stderr, with no RUST_LOG.
 fn spawn_run(args: &[&str]) -> tokio::process::Child {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_det-agent"));
-    cmd.args(args)
-        .env_remove("RUST_LOG")
-        .env("XDG_CONFIG_HOME", "/nonexistent/det-agent-tests")
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true);
-    for (key, _) in std::env::vars() {
-        if key.starts_with("DET_") || key.to_ascii_lowercase().ends_with("_proxy") {
-            cmd.env_remove(key);
-        }
-    }
+    crate::util::clear_det_agent_env(&mut cmd);
+    cmd.args(args).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped()).kill_on_drop(true);
     cmd.spawn().expect("det-agent starts")
 }
 
